@@ -1,0 +1,1 @@
+"""Media handling: download (yt-dlp) and slicing (ffmpeg)."""
