@@ -1,0 +1,110 @@
+"""Metadata -> clip manifest: one row per clip with split, label index, boxes, source URL and chunk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from avbench.ids import youtube_url
+
+MANIFEST_COLUMNS = [
+    "clip_id", "ytid", "start_s", "end_s", "label", "label_idx", "split", "dataset", "url", "boxes",
+    "sources", "chunk",
+]
+
+
+def assign_chunks(frame: pd.DataFrame, n_chunks: int) -> pd.Series:
+    """Chunk of each clip: position in clip-id order modulo ``n_chunks`` (stable, balanced)."""
+    order = frame["clip_id"].rank(method="first").astype(int) - 1
+    return (order % n_chunks).astype("int64")
+
+
+def finalize_manifest(frame: pd.DataFrame, *, dataset: str, n_chunks: int, labels: list[str]) -> pd.DataFrame:
+    """Add label indices, JSON columns and chunks; check ids are unique; order columns."""
+    duplicated = frame["clip_id"][frame["clip_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"dataset {dataset!r}: duplicated clip ids in metadata: {sorted(duplicated)[:5]}")
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted(set(frame["label"]) - set(index))
+    if unknown:
+        raise ValueError(f"dataset {dataset!r}: labels missing from the label list: {unknown[:5]}")
+    out = frame.copy()
+    out["dataset"] = dataset
+    out["label_idx"] = out["label"].map(index).astype("int64")
+    if "boxes" not in out:
+        out["boxes"] = [[] for _ in range(len(out))]
+    if "sources" not in out:
+        out["sources"] = [
+            [{"label": lab, "label_idx": index[lab], "boxes": boxes}]
+            for lab, boxes in zip(out["label"], out["boxes"], strict=True)
+        ]
+    out["boxes"] = out["boxes"].map(json.dumps)
+    out["sources"] = out["sources"].map(json.dumps)
+    out["start_s"] = out["start_s"].astype("float64")
+    out["end_s"] = out["end_s"].astype("float64")
+    out = out.sort_values("clip_id", kind="stable").reset_index(drop=True)
+    out["chunk"] = assign_chunks(out, n_chunks)
+    return out[MANIFEST_COLUMNS]
+
+
+def synthav_manifest(
+    *, vggsound_csv: str | Path, vggss_json: str | Path, duet_json: str | Path, video_dir: str | Path,
+    dataset: str, n_chunks: int,
+) -> pd.DataFrame:
+    """SynthAV manifest, read from its official-format metadata with the same readers as the real files.
+
+    Single clips come from ``vggsound.csv`` (boxes of test clips from ``vggss.json``); duet clips from the
+    AVGN-style ``music_duet.json`` (xywh boxes), in split ``duet`` with one source entry per sounding object.
+    """
+    from avbench.sources.music import read_music_duet_boxes
+    from avbench.sources.vggsound import read_vggsound_csv
+    from avbench.sources.vggss import read_vggss_json
+
+    clips = read_vggsound_csv(vggsound_csv)[["clip_id", "ytid", "start_s", "end_s", "label", "split"]]
+    boxes = read_vggss_json(vggss_json).set_index("clip_id")["boxes"]
+    clips["boxes"] = [list(boxes.get(cid, [])) for cid in clips["clip_id"]]
+    labels = sorted(set(clips["label"]))
+    index = {label: i for i, label in enumerate(labels)}
+
+    duets = read_music_duet_boxes(duet_json)
+    if len(duets):
+        start = duets["clip_id"].str[12:].astype(int)
+        duet_rows = pd.DataFrame({
+            "clip_id": duets["clip_id"],
+            "ytid": duets["clip_id"].str[:11],
+            "start_s": start.astype(float),
+            "end_s": start.astype(float) + 10.0,
+            "label": duets["class_src1"],
+            "split": "duet",
+            "boxes": [list(a) + list(b) for a, b in zip(duets["boxes_src1"], duets["boxes_src2"], strict=True)],
+            "sources": [
+                [
+                    {"label": c1, "label_idx": index[c1], "boxes": list(b1)},
+                    {"label": c2, "label_idx": index[c2], "boxes": list(b2)},
+                ]
+                for c1, b1, c2, b2 in zip(
+                    duets["class_src1"], duets["boxes_src1"], duets["class_src2"], duets["boxes_src2"], strict=True
+                )
+            ],
+        })
+        clips["sources"] = [
+            [{"label": lab, "label_idx": index[lab], "boxes": b}]
+            for lab, b in zip(clips["label"], clips["boxes"], strict=True)
+        ]
+        clips = pd.concat([clips, duet_rows], ignore_index=True)
+    video_dir = Path(video_dir).resolve()
+    clips["url"] = [(video_dir / f"{ytid}.mp4").as_uri() for ytid in clips["ytid"]]
+    return finalize_manifest(clips, dataset=dataset, n_chunks=n_chunks, labels=labels)
+
+
+def youtube_manifest(clips: pd.DataFrame, *, dataset: str, n_chunks: int, labels: list[str]) -> pd.DataFrame:
+    """Manifest of a YouTube-based dataset from a reader's clip frame (clip_id, ytid, start_s, end_s, label, split)."""
+    out = clips.copy()
+    out["url"] = out["ytid"].map(youtube_url)
+    return finalize_manifest(out, dataset=dataset, n_chunks=n_chunks, labels=labels)
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)

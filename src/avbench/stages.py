@@ -1,0 +1,195 @@
+"""One function per Snakemake rule. Rules pass named inputs, outputs and params as keyword arguments through
+``workflow/scripts/run_stage.py``; each function is plain Python and callable without Snakemake."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from avbench import io
+
+log = logging.getLogger("avbench.stages")
+
+
+# --- SynthAV ---------------------------------------------------------------------------------------------
+def synthav_spec(*, spec: str, vggsound_csv: str, dataset_cfg: dict, seed: int, **_: Any) -> None:
+    from avbench.synthav import make_spec, save_spec, write_metadata
+
+    corpus = make_spec(dataset_cfg.get("preset", "demo"), seed, dataset_cfg.get("overrides") or {})
+    save_spec(corpus, spec)
+    written = write_metadata(corpus, Path(vggsound_csv).parent)
+    log.info("SynthAV spec: %d clips, %d classes; metadata %s", len(corpus.clips), len(corpus.classes),
+             sorted(str(p) for p in written.values()))
+
+
+def synthav_render(*, spec: str, status: str, video_dir: str, n_chunks: int, threads: int,
+                   wildcards: dict, **_: Any) -> None:
+    from avbench.synthav import load_spec, render_chunk
+
+    rows = render_chunk(load_spec(spec), int(wildcards["chunk"]), n_chunks, Path(video_dir), workers=threads)
+    io.write_parquet(status, rows)
+    log.info("rendered chunk %s: %s", wildcards["chunk"], rows["status"].value_counts().to_dict())
+
+
+# --- metadata --------------------------------------------------------------------------------------------
+def manifest(*, manifest: str, dataset_cfg: dict, n_chunks: int, wildcards: dict, video_dir: str,
+             metadata_dir: str | None = None, **inputs: Any) -> None:
+    from avbench import manifest as manifest_mod
+
+    dataset = wildcards["dataset"]
+    if dataset_cfg["source"] == "synthav":
+        frame = manifest_mod.synthav_manifest(
+            vggsound_csv=inputs["vggsound_csv"], vggss_json=inputs["vggss_json"], duet_json=inputs["duet_json"],
+            video_dir=video_dir, dataset=dataset, n_chunks=n_chunks,
+        )
+    else:
+        from avbench.datasets import real_manifest
+
+        frame = real_manifest(dataset, dataset_cfg, metadata_dir=metadata_dir, n_chunks=n_chunks)
+    io.write_parquet(manifest, frame)
+    log.info("manifest %s: %d clips, splits %s", dataset, len(frame), frame["split"].value_counts().to_dict())
+
+
+# --- media -----------------------------------------------------------------------------------------------
+def download(*, manifest: str, status: str, media_dir: str, sections: bool, options: dict,
+             wildcards: dict, **_: Any) -> None:
+    from avbench.media.download import DownloadOptions, download_chunk
+
+    download_chunk(manifest, int(wildcards["chunk"]), Path(media_dir), status, sections=sections,
+                   options=DownloadOptions.from_config(options))
+    rows = pd.read_parquet(status)
+    log.info("download chunk %s: %s", wildcards["chunk"], rows["status"].value_counts().to_dict())
+
+
+def slice_clips(*, manifest: str, download: str, status: str, clips_dir: str, options: dict, threads: int,
+          wildcards: dict, **_: Any) -> None:
+    from avbench.media.slice import run_slice
+
+    opts = {k: v for k, v in options.items() if k != "workers"}
+    run_slice(download, manifest, int(wildcards["chunk"]), Path(clips_dir), status, workers=threads, **opts)
+    rows = pd.read_parquet(status)
+    log.info("slice chunk %s: %s", wildcards["chunk"], rows["status"].value_counts().to_dict())
+
+
+def shards(*, manifest: str, slice_status: list[str], shard_dir: str, options: dict, wildcards: dict,
+           **_: Any) -> None:
+    from avbench.shards import write_shards
+
+    clips = pd.read_parquet(manifest)
+    clips = clips[clips["split"] == wildcards["split"]]
+    status = pd.concat([pd.read_parquet(p) for p in slice_status], ignore_index=True)
+    index = write_shards(clips, status, Path(shard_dir), dataset=wildcards["dataset"], split=wildcards["split"],
+                         max_samples_per_shard=options["max_samples_per_shard"],
+                         include_frames=options["include_frames"])
+    log.info("shards %s/%s: %s samples", wildcards["dataset"], wildcards["split"], index.get("n_samples"))
+
+
+# --- derived sets ----------------------------------------------------------------------------------------
+def knn(*, train: str, manifest: str, npz: str, info: str, options: dict, threads: int, **_: Any) -> None:
+    import torch
+
+    from avbench.knn import build_knn
+    from avbench.shards import iter_samples
+
+    torch.set_num_threads(threads)
+    clips = pd.read_parquet(manifest)
+    test_ids = set(clips.loc[clips["split"] != "train", "clip_id"])
+    build_knn(iter_samples(Path(train)), encoder=options["encoder"], encoder_config=options["encoder_config"],
+              k=options["k"], out_npz=Path(npz), out_json=Path(info), exclude_ids=test_ids)
+
+
+def mixtures(*, manifest: str, test: str, pairs: str, seed: int, n_pairs: int | None, wildcards: dict,
+             **_: Any) -> None:
+    from avbench.mixtures import layout_pairs, make_pairs
+    from avbench.shards import read_index
+
+    clips = pd.read_parquet(manifest)
+    available = set(read_index(Path(test)).get("clip_ids", []))
+    items = clips[(clips["split"] == "test")]
+    if available:
+        items = items[items["clip_id"].isin(available)]
+    frame = layout_pairs(make_pairs(items, seed=seed, n_pairs=n_pairs), wildcards["layout"])
+    io.write_parquet(pairs, frame)
+    log.info("mixtures %s/%s: %d pairs", wildcards["dataset"], wildcards["layout"], len(frame))
+
+
+# --- models ----------------------------------------------------------------------------------------------
+def train(*, train: str, knn: str, model: str, train_log: str, method_cfg: dict, seed: int, threads: int,
+          wildcards: dict, **_: Any) -> None:
+    from avbench.train import train_from_config
+
+    train_from_config(wildcards["method"], method_cfg, train_shards=Path(train), out_dir=Path(model).parent,
+                      knn_path=Path(knn), seed=seed, threads=threads, log_path=Path(train_log))
+
+
+def evaluate(*, summary: str, per_sample: str, eval_cfg: dict, method_cfg: dict, seed: int, threads: int,
+             wildcards: dict, **inputs: Any) -> None:
+    from avbench.evaluate import evaluate_method
+
+    evaluate_method(
+        wildcards["method"], method_cfg, test_shards=Path(inputs["test"]), model_path=inputs.get("model"),
+        duet_shards=inputs.get("duet"), mixtures=inputs.get("mixtures") or [], eval_cfg=eval_cfg, seed=seed,
+        threads=threads, summary_path=Path(summary), per_sample_path=Path(per_sample),
+        dataset=wildcards["dataset"],
+    )
+
+
+def table(*, summaries: list[str], parquet: str, csv: str, md: str, benchmark: str, **_: Any) -> None:
+    from avbench.tables import benchmark_table, write_table
+
+    frame = benchmark_table(benchmark, [json.loads(Path(p).read_text()) for p in summaries])
+    write_table(frame, parquet=parquet, csv=csv, md=md, title=benchmark)
+
+
+STAGES: dict[str, Callable[..., None]] = {
+    "synthav_spec": synthav_spec,
+    "synthav_render": synthav_render,
+    "manifest": manifest,
+    "download": download,
+    "slice": slice_clips,
+    "shards": shards,
+    "knn": knn,
+    "mixtures": mixtures,
+    "train": train,
+    "evaluate": evaluate,
+    "table": table,
+}
+
+
+def _plain(value: Any) -> Any:
+    """Snakemake Namedlists -> lists of str; keep scalars and dicts as they are."""
+    if isinstance(value, (str, int, float, bool, dict)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return value
+
+
+def run_from_snakemake(smk: Any) -> None:
+    """Entry point of ``workflow/scripts/run_stage.py``: map the rule's named I/O onto the stage function."""
+    log_file = smk.log[0] if len(smk.log) else None
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kwargs: dict[str, Any] = {}
+    for group in (smk.input, smk.output, smk.params):
+        for name, value in group.items():
+            if name in kwargs:
+                raise KeyError(f"rule {smk.rule}: name {name!r} used twice among input/output/params")
+            kwargs[name] = _plain(value)
+    kwargs["threads"] = smk.threads
+    kwargs["wildcards"] = dict(smk.wildcards.items())
+    try:
+        STAGES[smk.rule](**kwargs)
+    except Exception:
+        log.exception("rule %s failed", smk.rule)
+        raise

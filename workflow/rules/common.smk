@@ -1,0 +1,52 @@
+# Shared helpers for every stage file: paths, chunk lists, and what `rule all` builds.
+from avbench.workflow_helpers import WorkflowPaths
+
+R = config["results_dir"]
+paths = WorkflowPaths(config)
+CHUNKS = list(range(config["n_chunks"]))
+ADAPTER = os.path.join(workflow.basedir, "workflow", "scripts", "run_stage.py")
+
+
+wildcard_constraints:
+    dataset=r"[a-z0-9_]+",
+    split=r"[a-z0-9_]+",
+    chunk=r"\d{3}",
+    method=r"[a-z0-9_]+",
+    layout=r"[a-z_]+",
+    benchmark=r"[a-z0-9_]+",
+
+
+def all_targets():
+    return paths.all_targets()
+
+
+def manifest_inputs(wildcards):
+    if paths.source(wildcards.dataset) == "synthav":
+        return {
+            "vggsound_csv": f"{paths.synthav_dir(wildcards.dataset)}/metadata/vggsound.csv",
+            "vggss_json": f"{paths.synthav_dir(wildcards.dataset)}/metadata/vggss.json",
+            "duet_json": f"{paths.synthav_dir(wildcards.dataset)}/metadata/music_duet.json",
+        }
+    return {}
+
+
+def download_inputs(wildcards):
+    inputs = {"manifest": paths.manifest(wildcards.dataset)}
+    if paths.source(wildcards.dataset) == "synthav":
+        # file:// sources must exist before yt-dlp reads them
+        inputs["rendered"] = [
+            f"{paths.synthav_dir(wildcards.dataset)}/render/chunk{c}.parquet" for c in paths.chunks()
+        ]
+    return inputs
+
+
+def eval_inputs(wildcards):
+    inputs = {
+        "test": paths.shard_dir(wildcards.dataset, "test"),
+    }
+    if wildcards.method in paths.trained_methods():
+        inputs["model"] = paths.model(wildcards.dataset, wildcards.method)
+    if paths.source(wildcards.dataset) == "synthav":
+        inputs["duet"] = paths.shard_dir(wildcards.dataset, "duet")
+        inputs["mixtures"] = [paths.mixtures(wildcards.dataset, l) for l in config["mixtures"]["layouts"]]
+    return inputs
