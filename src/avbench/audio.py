@@ -144,7 +144,7 @@ def crop_window(
         reps = int(n / length) + 1
         return wave.repeat(*([1] * (wave.dim() - 1)), reps)[..., :n]
     if center:
-        start = max(int((length / 2 - n / 2)), 0)
+        start = max(int(length / 2 - n / 2), 0)
     else:
         start = int(torch.randint(0, length - n + 1, (1,), generator=generator).item())
     return wave[..., start : start + n]

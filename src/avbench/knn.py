@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from avbench.ids import parse_clip_id
 from avbench.io import atomic_path, write_json
 
 METRIC = "inner_product_on_l2_normalised"
@@ -139,7 +140,9 @@ class Encoder:
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the encoder name + full config (defaults included)."""
-        blob = json.dumps({"encoder": self.name, "config": self.config}, sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(
+            {"encoder": self.name, "config": self.config}, sort_keys=True, separators=(",", ":")
+        )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
@@ -396,7 +399,9 @@ class ResNet18ImageNet(_ResNet18Base):
         for key in ("weights_path", "audio_weights_path"):
             if self.config[key] is not None:
                 out[key.replace("_path", "_sha256")] = _file_sha256(self.config[key])
-        out["audio_branch"] = "pretrained" if self.config["audio_weights_path"] else "random_seeded (weak baseline)"
+        out["audio_branch"] = (
+            "pretrained" if self.config["audio_weights_path"] else "random_seeded (weak baseline)"
+        )
         return out
 
 
@@ -412,13 +417,52 @@ def _file_sha256(path: str | os.PathLike) -> str:
 # exact top-k search
 
 
-def _faiss_index(x: np.ndarray, use_gpu: bool) -> Any:
+class _TorchFlatIP:
+    """Exact inner-product search as blocked GPU matmul + topk (PROTOCOLS 6.5 allows it when FAISS has no GPU).
+
+    float64 so no TF32 / reduced-precision matmul setting can change neighbour order; ties are resolved by the
+    caller's (score, index) re-sort and boundary check exactly as for FAISS.
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        import torch
+
+        self.x = torch.from_numpy(x).to("cuda", dtype=torch.float64)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        rows = max(1, (1 << 27) // self.x.shape[0])  # <= 1 GiB of float64 scores per block
+        scores, idx = [], []
+        with torch.inference_mode():
+            for sl in _batches(len(q), rows):
+                s = torch.from_numpy(q[sl]).to("cuda", dtype=torch.float64) @ self.x.T
+                top = torch.topk(s, k, dim=1, largest=True, sorted=True)
+                scores.append(top.values.float().cpu().numpy())
+                idx.append(top.indices.cpu().numpy())
+        return np.concatenate(scores), np.concatenate(idx)
+
+
+def _gpu_backend() -> str:
+    """Which GPU search ``use_gpu=True`` gets: FAISS GPU if this FAISS build has it, else torch CUDA."""
     import faiss
 
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        return "faiss.GpuIndexFlatIP"
+    import torch
+
+    if torch.cuda.is_available():
+        return "torch.matmul+topk (cuda, float64)"
+    raise RuntimeError("use_gpu=True but neither a GPU FAISS build nor a CUDA device for torch is available")
+
+
+def _flat_ip_index(x: np.ndarray, use_gpu: bool) -> Any:
+    import faiss
+
+    if use_gpu and _gpu_backend().startswith("torch"):
+        return _TorchFlatIP(x)
     index = faiss.IndexFlatIP(x.shape[1])
     if use_gpu:
-        if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-            raise RuntimeError("use_gpu=True but this FAISS build has no GPU support (faiss-cpu) or sees no GPU")
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
     index.add(x)
     return index
@@ -446,9 +490,12 @@ def topk_neighbours(
     ties with the last retrieved score (so tied candidates may lie outside the search window) are recomputed by
     brute force with a stable sort.
     """
-    x = l2_normalise(np.ascontiguousarray(emb))
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D [N, D], got shape {x.shape}")
+    emb = np.asarray(emb)
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D [N, D], got shape {emb.shape}")
+    if not np.all(np.isfinite(emb)):
+        raise ValueError("embeddings contain NaN or inf")
+    x = np.ascontiguousarray(l2_normalise(emb))
     n = x.shape[0]
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -471,7 +518,7 @@ def topk_neighbours(
 
     # self + same group are at most max(group_size) of the results, so k + that always leaves k valid ones
     k_search = min(n, k + int(group_size.max()))
-    index = _faiss_index(x, use_gpu)
+    index = _flat_ip_index(x, use_gpu)
     out = np.empty((n, k), dtype=np.int32)
     # query blocks bound the [rows, k_search] temporaries (k can be 1000 on 144k clips)
     for sl in _batches(n, max(1, _BLOCK_ELEMS // k_search)):
@@ -502,8 +549,6 @@ def _sample_ids(sample: dict[str, Any]) -> tuple[str, str]:
         raise ValueError("sample has neither meta['clip_id'] nor 'key'")
     ytid = meta.get("ytid")
     if ytid is None:
-        from avbench.ids import parse_clip_id
-
         ytid, _ = parse_clip_id(str(cid))
     return str(cid), str(ytid)
 
@@ -584,7 +629,7 @@ def build_knn(
         "encoder_provenance": enc.provenance(),
         "k": int(k),
         "metric": METRIC,
-        "faiss_index": INDEX_TYPE + (" (gpu)" if use_gpu else ""),
+        "faiss_index": _gpu_backend() if use_gpu else INDEX_TYPE,
         "tie_break": "lower index first",
         "exclusions": ["self", "same_ytid", "exclude_ids"],
         "n": len(ids),

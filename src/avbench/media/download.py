@@ -43,11 +43,11 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "unavailable", "private", "age_restricted", "geo_restricted", "rate_limited", "error")
 STATUS_COLUMNS: dict[str, str] = {
-    "clip_id": "object",
-    "url": "object",
-    "status": "object",
-    "reason": "object",
-    "path": "object",
+    "clip_id": "str",
+    "url": "str",
+    "status": "str",
+    "reason": "str",
+    "path": "str",
     "offset_s": "float64",
     "attempts": "int64",
     "seconds": "float64",
@@ -64,9 +64,10 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 class DownloadOptions:
     """Knobs for one download run. Defaults are polite settings for YouTube."""
 
-    # Small format whose short side is >= 224 px: the filter drops tiny formats when heights are known
-    # (it is a no-op for direct links without metadata); `res` in format_sort is min(width, height), so
-    # "res:360" takes the largest format with short side <= 360 (ARCHITECTURE: 224 px crops downstream).
+    # Small format whose short side is >= 224 px (models take 224 px crops). The filter drops tiny formats
+    # when heights are known (height is the long side of portrait videos, so it is a necessary condition
+    # only; direct links without metadata fall through to the last alternative). `res` in format_sort is
+    # min(width, height), so "res:360" takes the largest format whose short side is <= 360.
     format: str = "bv*[height>=224]+ba/b[height>=224]/bv*+ba/b"
     format_sort: tuple[str, ...] = ("res:360", "ext:mp4:m4a", "vcodec:h264")
     merge_output_format: str = "mp4"
@@ -85,6 +86,18 @@ class DownloadOptions:
     max_workers: int = 4
     # Anything else for yt_dlp.YoutubeDL (e.g. {"js_runtimes": {"deno": {"path": ...}}}); wins over ours.
     extra_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> DownloadOptions:
+        """Options from the config's ``download`` block; ``None`` values mean "keep the default"."""
+        config = dict(config or {})
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - names)
+        if unknown:  # the schema forbids extra keys; catch callers that bypass it
+            raise ValueError(f"unknown download options: {unknown}")
+        if "format_sort" in config and config["format_sort"] is not None:
+            config["format_sort"] = tuple(config["format_sort"])
+        return cls(**{key: value for key, value in config.items() if value is not None})
 
 
 # ---------------------------------------------------------------------------------------------- taxonomy
@@ -157,8 +170,21 @@ def media_duration(path: str | os.PathLike, stream: str = "v") -> float:
     """
     if stream not in ("v", "a"):
         raise ValueError(f"stream must be 'v' or 'a': {stream!r}")
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", os.fspath(path),
-           "-map", f"0:{stream}:0", "-f", "null", "-progress", "pipe:1", "-"]  # fmt: skip
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-i",
+        os.fspath(path),
+        "-map",
+        f"0:{stream}:0",
+        "-f",
+        "null",
+        "-progress",
+        "pipe:1",
+        "-",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     times = re.findall(r"^out_time_us=(\d+)$", proc.stdout, re.MULTILINE)
     if proc.returncode != 0 or not times:
@@ -169,8 +195,12 @@ def media_duration(path: str | os.PathLike, stream: str = "v") -> float:
 
 def _probe_header(path: Path) -> dict[str, Any]:
     """Cheap container check (no decoding): duration and which stream kinds the header lists."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", os.fspath(path)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", os.fspath(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     err = proc.stderr  # ffmpeg exits 1 here ("no output file"); the header dump is what we want
     match = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", err)
     duration = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match else None
@@ -202,10 +232,26 @@ def _read_meta(media_dir: Path, clip_id: str) -> dict[str, Any] | None:
         return None
 
 
-def _row(clip_id: str, url: str, status: str, reason: str = "", path: Path | str = "",
-         offset_s: float = float("nan"), attempts: int = 0, seconds: float = 0.0) -> dict[str, Any]:  # fmt: skip
-    return {"clip_id": clip_id, "url": url, "status": status, "reason": reason, "path": str(path),
-            "offset_s": float(offset_s), "attempts": int(attempts), "seconds": float(seconds)}  # fmt: skip
+def _row(
+    clip_id: str,
+    url: str,
+    status: str,
+    reason: str = "",
+    path: Path | str = "",
+    offset_s: float = float("nan"),
+    attempts: int = 0,
+    seconds: float = 0.0,
+) -> dict[str, Any]:
+    return {
+        "clip_id": clip_id,
+        "url": url,
+        "status": status,
+        "reason": reason,
+        "path": str(path),
+        "offset_s": float(offset_s),
+        "attempts": int(attempts),
+        "seconds": float(seconds),
+    }
 
 
 def status_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -249,8 +295,9 @@ class _Cooldown:
             time.sleep(min(left, 5.0))
 
 
-def _ydl_params(options: DownloadOptions, outtmpl: str, clip_id: str, url: str,
-                section: tuple[float, float] | None) -> dict[str, Any]:  # fmt: skip
+def _ydl_params(
+    options: DownloadOptions, outtmpl: str, clip_id: str, url: str, section: tuple[float, float] | None
+) -> dict[str, Any]:
     import yt_dlp
 
     params: dict[str, Any] = {
@@ -288,8 +335,9 @@ def _ydl_params(options: DownloadOptions, outtmpl: str, clip_id: str, url: str,
     return params
 
 
-def _fetch_once(url: str, stage: Path, clip_id: str, section: tuple[float, float] | None,
-                options: DownloadOptions) -> Path:  # fmt: skip
+def _fetch_once(
+    url: str, stage: Path, clip_id: str, section: tuple[float, float] | None, options: DownloadOptions
+) -> Path:
     """One yt-dlp run into ``stage``; returns the finished file. Raises on any failure."""
     import yt_dlp
     from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
@@ -304,7 +352,9 @@ def _fetch_once(url: str, stage: Path, clip_id: str, section: tuple[float, float
     outtmpl = str(stage / f"{clip_id}.%(ext)s")
     with yt_dlp.YoutubeDL(_ydl_params(options, outtmpl, clip_id, url, section)) as ydl:
         info = ydl.extract_info(url, download=True)
-    candidates = [Path(d["filepath"]) for d in (info or {}).get("requested_downloads") or [] if d.get("filepath")]
+    candidates = [
+        Path(d["filepath"]) for d in (info or {}).get("requested_downloads") or [] if d.get("filepath")
+    ]
     candidates += sorted(stage.glob(f"{clip_id}.*"))
     for path in candidates:
         if path.is_file() and path.suffix.lstrip(".") in MEDIA_EXTS and path.stem == clip_id:
@@ -312,13 +362,23 @@ def _fetch_once(url: str, stage: Path, clip_id: str, section: tuple[float, float
     raise RuntimeError(f"yt-dlp reported success but left no media file in {stage}")
 
 
-def _finalize(media_dir: Path, clip_id: str, url: str, src: Path, offset_s: float,
-              section: tuple[float, float] | None, *, link: bool = False) -> Path:  # fmt: skip
+def _finalize(
+    media_dir: Path,
+    clip_id: str,
+    url: str,
+    src: Path,
+    offset_s: float,
+    section: tuple[float, float] | None,
+    *,
+    link: bool = False,
+) -> Path:
     """Sidecar first, then rename (or hard-link) into the final name: the final name means complete."""
     ext = src.suffix.lstrip(".")
     dest = media_dir / f"{clip_id}.{ext}"
-    write_json(_meta_path(media_dir, clip_id),
-               {"clip_id": clip_id, "url": url, "offset_s": offset_s, "section": list(section) if section else None})  # fmt: skip
+    write_json(
+        _meta_path(media_dir, clip_id),
+        {"clip_id": clip_id, "url": url, "offset_s": offset_s, "section": list(section) if section else None},
+    )
     for other in MEDIA_EXTS:  # a stale file with another extension would shadow the new one
         stale = media_dir / f"{clip_id}.{other}"
         if other != ext and stale.exists():
@@ -341,8 +401,14 @@ def _backoff(options: DownloadOptions, attempt: int, status: str) -> float:
     return delay * random.uniform(0.75, 1.25)  # jitter: parallel workers should not retry in lockstep
 
 
-def _download_with_retries(url: str, clip_id: str, section: tuple[float, float] | None, media_dir: Path,
-                           options: DownloadOptions, cooldown: _Cooldown) -> tuple[Path | None, str, str, int]:  # fmt: skip
+def _download_with_retries(
+    url: str,
+    clip_id: str,
+    section: tuple[float, float] | None,
+    media_dir: Path,
+    options: DownloadOptions,
+    cooldown: _Cooldown,
+) -> tuple[Path | None, str, str, int]:
     """Returns (staged file or None, status, reason, attempts). Retries transient classes only."""
     stage = media_dir / PARTIAL_DIR / clip_id
     attempts = 0
@@ -365,16 +431,27 @@ def _download_with_retries(url: str, clip_id: str, section: tuple[float, float] 
         if not transient or attempts > options.retries:
             return None, status, _clean_reason(message), attempts
         delay = _backoff(options, attempts, status)
-        log.info("[%s] %s (attempt %d), retrying in %.0f s: %s", clip_id, status, attempts, delay,
-                 _clean_reason(message, 200))  # fmt: skip
+        log.info(
+            "[%s] %s (attempt %d), retrying in %.0f s: %s",
+            clip_id,
+            status,
+            attempts,
+            delay,
+            _clean_reason(message, 200),
+        )
         if status == "rate_limited":
             cooldown.extend(delay)
         else:
             time.sleep(delay)
 
 
-def _run_group(group: list[dict[str, Any]], media_dir: Path, sections: bool, options: DownloadOptions,
-               cooldown: _Cooldown) -> list[dict[str, Any]]:  # fmt: skip
+def _run_group(
+    group: list[dict[str, Any]],
+    media_dir: Path,
+    sections: bool,
+    options: DownloadOptions,
+    cooldown: _Cooldown,
+) -> list[dict[str, Any]]:
     """Rows sharing one download: a single row for section downloads, all rows of a URL otherwise."""
     url = group[0]["url"]
     out: dict[str, dict[str, Any]] = {}
@@ -410,7 +487,9 @@ def _run_group(group: list[dict[str, Any]], media_dir: Path, sections: bool, opt
         for i, row in enumerate(pending):
             cid = row["clip_id"]
             if staged is None:
-                out[cid] = _row(cid, url, status, reason, "", float("nan"), attempts, time.monotonic() - started)
+                out[cid] = _row(
+                    cid, url, status, reason, "", float("nan"), attempts, time.monotonic() - started
+                )
                 continue
             offset = 0.0 if section is not None else float(row["start_s"])
             link = whole_source is not None or i > 0
@@ -440,8 +519,9 @@ def _check_row(row: Mapping[str, Any]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- public API
-def download_clips(rows: pd.DataFrame, media_dir: Path, *, sections: bool,
-                   options: DownloadOptions | None = None) -> pd.DataFrame:  # fmt: skip
+def download_clips(
+    rows: pd.DataFrame, media_dir: Path, *, sections: bool, options: DownloadOptions | None = None
+) -> pd.DataFrame:
     """Download every row (``clip_id, url, start_s, end_s``) into ``media_dir``; one status row per input row.
 
     Already-finished files are kept (status ok, attempts 0), so a rerun only retries failures.
@@ -475,21 +555,31 @@ def download_clips(rows: pd.DataFrame, media_dir: Path, *, sections: bool,
             except Exception as exc:  # noqa: BLE001 - a bug in one group must not lose the other rows
                 log.exception("download group failed unexpectedly")
                 group_rows = [
-                    _row(records[i]["clip_id"], records[i]["url"], "error", _clean_reason(f"internal: {exc!r}"))
+                    _row(
+                        records[i]["clip_id"], records[i]["url"], "error", _clean_reason(f"internal: {exc!r}")
+                    )
                     for i in idx
                 ]
             results.update(zip(idx, group_rows, strict=True))
     return status_frame([results[i] for i in range(len(records))])
 
 
-def download_chunk(manifest_path: str | os.PathLike, chunk: int, media_dir: str | os.PathLike,
-                   status_out: str | os.PathLike, *, sections: bool,
-                   options: DownloadOptions | None = None) -> pd.DataFrame:  # fmt: skip
+def download_chunk(
+    manifest_path: str | os.PathLike,
+    chunk: int,
+    media_dir: str | os.PathLike,
+    status_out: str | os.PathLike,
+    *,
+    sections: bool,
+    options: DownloadOptions | None = None,
+) -> pd.DataFrame:
     """Download the manifest rows with ``chunk == chunk`` and write their status parquet atomically."""
     manifest = pd.read_parquet(manifest_path, columns=["clip_id", "url", "start_s", "end_s", "chunk"])
     rows = manifest[manifest["chunk"] == chunk].reset_index(drop=True)
     status = download_clips(rows, Path(media_dir), sections=sections, options=options)
     write_parquet(status_out, status)
     ok = int((status["status"] == "ok").sum())
-    log.info("chunk %d: %d/%d clips ok (%s)", chunk, ok, len(status), status["status"].value_counts().to_dict())
+    log.info(
+        "chunk %d: %d/%d clips ok (%s)", chunk, ok, len(status), status["status"].value_counts().to_dict()
+    )
     return status

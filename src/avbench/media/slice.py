@@ -48,6 +48,7 @@ SIDECAR = "slice.json"
 # The protocol defines the centre frame as frame 125 of a 25 fps decode (t = 5.0 s), so the centre frame is
 # taken from a 25 fps resampling of the video whatever the source rate (identical for 25 fps sources).
 CENTER_DECODE_FPS = 25.0
+PREROLL_S = 0.5  # decoded before offset_s and trimmed, so the clip's first audio packet is complete
 
 
 def _empty_status(status: str, reason: str = "") -> dict[str, Any]:
@@ -97,23 +98,32 @@ def _build_command(
     jpeg_quality: int,
     threads: int,
 ) -> list[str]:
-    # Input seeking (-ss before -i) is frame accurate for decoding and re-bases timestamps to 0 at offset_s;
-    # -t on the input bounds every output to the clip window.
-    inp = ffmpeg.input(str(src), ss=f"{offset_s:.6f}", t=f"{duration_s:.6f}", threads=threads)
-    # first_pts=0 pads a late-starting audio stream with silence, keeping audio aligned to the clip start.
+    # Input seeking (-ss before -i) decodes accurately and re-bases timestamps to 0 at the seek point; -t on
+    # the input bounds every output to the window. We seek PREROLL_S early and trim in the filters: seeking
+    # exactly onto a video keyframe can make the demuxer start audio at the next AAC packet, and the
+    # ~20 ms gap would become silence at the start of the clip.
+    preroll = min(float(offset_s), PREROLL_S)
+    inp = ffmpeg.input(
+        str(src), ss=f"{offset_s - preroll:.6f}", t=f"{duration_s + preroll:.6f}", threads=threads
+    )
+    # first_pts=0 pads a late-starting audio stream with silence, keeping audio aligned to the window start.
     audio = inp["a:0"].filter("aresample", sample_rate, first_pts=0)
+    video = inp["v:0"]
+    if preroll > 0:
+        audio = audio.filter("atrim", start_sample=round(preroll * sample_rate)).filter("asetpts", "N/SR/TB")
+        # Shift so that offset_s is t=0; the fps filters below then anchor their ticks at the clip start.
+        video = video.filter("setpts", f"PTS-{preroll:.6f}/TB")
     outputs = [
         ffmpeg.output(audio, str(tmp / "audio.wav"), acodec="pcm_s16le", ac=1, ar=sample_rate, f="wav")
     ]
 
-    video = inp["v:0"]
     branches = video.filter_multi_output("split", 2) if frame_fps > 0 else None
     center_in = branches[0] if branches is not None else video
     # fps keeps, for each output tick, the LAST input frame rounded onto it; round=up makes that the frame on
     # screen at the tick (pts in (t - 1/fps, t]); the default round=near would be up to half a period late
     # (0.48 s for fps=1). start_time=0 anchors the ticks to the clip start rather than to the first decoded
-    # frame, which accurate seeking may place a little after offset_s. After fps=25 timestamps are multiples of 40 ms, so trimming half a period before
-    # center_s keeps exactly the frame at center_s (frame 125), immune to float rounding of 125 * 0.04.
+    # frame and drops the preroll frames. After fps=25 timestamps are multiples of 40 ms, so trimming half
+    # a period before center_s keeps exactly the frame at center_s (frame 125), immune to float rounding.
     center = (
         center_in.filter("fps", CENTER_DECODE_FPS, start_time=0, round="up")
         .filter("trim", start=f"{max(center_s - 0.5 / CENTER_DECODE_FPS, 0.0):.6f}")

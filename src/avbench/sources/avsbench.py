@@ -163,7 +163,9 @@ def require_avsbench_tree(root: PathLike, subset: str = "s4", deep: bool = False
     """Raise ``FileNotFoundError`` naming the first missing paths and how to obtain the data."""
     missing = check_avsbench_tree(root, subset, deep=deep)
     if missing:
-        shown = "\n  ".join(missing[:10]) + (f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else "")
+        shown = "\n  ".join(missing[:10]) + (
+            f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        )
         raise FileNotFoundError(
             f"AVSBench {subset.upper()} is not (completely) placed under {Path(root)}; missing:\n  {shown}\n{ACCESS_HELP}"
         )

@@ -47,15 +47,16 @@ def read_flickr_list(path: PathLike) -> pd.DataFrame:
 def flickr_test_ids(ids: list[str] | pd.Series, flickr_test: str = "249") -> list[str]:
     """Apply flag ``flickr_test`` to a test id list (order kept, duplicates dropped).
 
-    ``249``: drop the non-existent ``3908875350`` (what every loader actually evaluates; the LVS list is
-    already 249). ``250_fixed``: replace ``...350`` by ``...357``; a 249-id list that lacks both gets
+    ``249``: the 249 ids common to every list, i.e. drop the non-existent ``3908875350`` (what the
+    SLAVC/EZ-VSL loaders actually evaluate) and its correct spelling ``3908875357`` (absent from the LVS list;
+    Qian also evaluates 249). ``250_fixed``: replace ``...350`` by ``...357``; a 249-id list that lacks both gets
     ``...357`` appended (it is in the original Senocak list).
     """
     if flickr_test not in FLICKR_TEST_MODES:
         raise ValueError(f"flickr_test must be one of {FLICKR_TEST_MODES}, got {flickr_test!r}")
     out = list(dict.fromkeys(str(i) for i in ids))
     if flickr_test == "249":
-        return [i for i in out if i != TYPO_ID]
+        return [i for i in out if i not in (TYPO_ID, FIXED_ID)]
     fixed = [FIXED_ID if i == TYPO_ID else i for i in out]
     fixed = list(dict.fromkeys(fixed))
     if FIXED_ID not in fixed:

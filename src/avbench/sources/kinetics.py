@@ -39,5 +39,7 @@ def read_kinetics_csv(path: PathLike) -> pd.DataFrame:
             raise row_error(path, n, "time_start/time_end must be integers") from None
         if end <= start or start < 0:
             raise row_error(path, n, f"bad time range [{start}, {end})")
-        out.append((clip_id(ytid, start), ytid, float(start), float(end), fields[col["label"]], fields[col["split"]]))
+        out.append(
+            (clip_id(ytid, start), ytid, float(start), float(end), fields[col["label"]], fields[col["split"]])
+        )
     return pd.DataFrame(out, columns=["clip_id", "ytid", "start_s", "end_s", "label", "split"])

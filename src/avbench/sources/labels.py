@@ -67,7 +67,9 @@ def reverse_map(canonical: Iterable[str], rule: str | Callable[[str], str]) -> d
     return out
 
 
-def to_canonical(labels: Iterable[str], canonical: Iterable[str], rule: str | Callable[[str], str]) -> list[str]:
+def to_canonical(
+    labels: Iterable[str], canonical: Iterable[str], rule: str | Callable[[str], str]
+) -> list[str]:
     """Map normalised labels back to canonical VGGSound labels; unknown labels raise with the label named."""
     lookup = reverse_map(canonical, rule)
     out = []

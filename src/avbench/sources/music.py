@@ -139,7 +139,10 @@ def read_music_boxes(path: PathLike, music_box_format: str = "xywh", size: int =
         if "bbox" in entry:
             sources = [(1, entry.get("class"), entry["bbox"])]
         elif "bbox_src1" in entry and "bbox_src2" in entry:
-            sources = [(1, entry.get("class_src1"), entry["bbox_src1"]), (2, entry.get("class_src2"), entry["bbox_src2"])]
+            sources = [
+                (1, entry.get("class_src1"), entry["bbox_src1"]),
+                (2, entry.get("class_src2"), entry["bbox_src2"]),
+            ]
         else:
             raise row_error(path, n, f"no bbox / bbox_src1+bbox_src2 keys: {sorted(entry)}")
         try:
@@ -198,7 +201,18 @@ def read_dsol_annotations(path: PathLike) -> pd.DataFrame:
                 [b.get("category_id") for b in boxes],
             )
         )
-    cols = ["key", "ytid", "frame_dir", "frame", "width", "height", "n_boxes", "boxes_px", "normboxes", "category_ids"]
+    cols = [
+        "key",
+        "ytid",
+        "frame_dir",
+        "frame",
+        "width",
+        "height",
+        "n_boxes",
+        "boxes_px",
+        "normboxes",
+        "category_ids",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -121,7 +121,7 @@ def label_map(
     """[H, W] int map of the top-most object index (-1 = background) at clip time `t`."""
     out = np.full((height, width), -1, dtype=np.int64)
     for i in sorted(range(len(objects)), key=lambda k: objects[k]["z"]):
-        (x, y), = positions(objects[i], np.array([t]), width, height)
+        ((x, y),) = positions(objects[i], np.array([t]), width, height)
         s = alphas[i].shape[0]
         region = out[y : y + s, x : x + s]
         region[alphas[i]] = i

@@ -1,0 +1,74 @@
+"""Result tables: ``results/tables/<benchmark>.{parquet,csv,md}`` from per-method evaluation summaries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from avbench import io
+
+# Column order for known metric keys; anything else follows alphabetically.
+PREFERRED_ORDER = [
+    "ciou_sr@0.5", "auc", "avg_ciou", "pixel_ap", "oracle_sr@0.5",
+    "class_ciou_sr@0.3", "class_auc", "cap", "piap",
+    "sdr", "sir", "sar", "sdr_mix",
+    "ir_acc", "xnn_acc", "wnn_acc", "a2i_r@1", "a2i_r@5", "a2i_r@10", "i2a_r@1", "i2a_r@5", "i2a_r@10",
+    "miou", "fscore", "n",
+]
+
+
+def benchmark_task(benchmark: str) -> str:
+    """The task a benchmark table reports: the suffix after the dataset name (``synthav_localization``)."""
+    return benchmark.rsplit("_", 1)[-1]
+
+
+def summary_rows(summary: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    """Flatten one method's summary for one task into rows (one per protocol / evaluation set)."""
+    rows = []
+    for setting, metrics in summary.get("tasks", {}).get(task, {}).items():
+        row = {"method": summary["method"], "setting": setting, "dataset": summary["dataset"]}
+        row.update({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
+        rows.append(row)
+    return rows
+
+
+def benchmark_table(benchmark: str, summaries: list[dict[str, Any]]) -> pd.DataFrame:
+    task = benchmark_task(benchmark)
+    rows = [row for summary in summaries for row in summary_rows(summary, task)]
+    if not rows:
+        return pd.DataFrame({"method": [], "setting": [], "note": []})
+    frame = pd.DataFrame(rows)
+    metric_cols = [c for c in frame.columns if c not in ("method", "setting", "dataset")]
+    ordered = [c for c in PREFERRED_ORDER if c in metric_cols]
+    ordered += sorted(c for c in metric_cols if c not in ordered)
+    frame = frame[["method", "setting", "dataset", *ordered]]
+    return frame.sort_values(["setting", "method"], kind="stable").reset_index(drop=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def to_markdown(frame: pd.DataFrame, title: str, notes: list[str] | None = None) -> str:
+    lines = [f"# {title}", ""]
+    lines += [f"- {note}" for note in notes or []]
+    if notes:
+        lines.append("")
+    header = list(frame.columns)
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" if c in ("method", "setting", "dataset") else "---:" for c in header) + "|")
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c]) for c in header) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(frame: pd.DataFrame, *, parquet: str | Path, csv: str | Path, md: str | Path, title: str,
+                notes: list[str] | None = None) -> None:
+    io.write_parquet(parquet, frame)
+    io.write_csv(csv, frame)
+    io.write_text(md, to_markdown(frame, title, notes))
