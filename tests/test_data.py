@@ -36,12 +36,14 @@ def write_tiny_shards(root: Path, n: int = 6, per_shard: int = 4, n_frames: int 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     metas, names = [], []
+    writer: wds.TarWriter | None = None
     for i in range(n):
         if i % per_shard == 0:
             names.append(f"tiny-train-{i // per_shard:06d}.tar")
-            if i:
+            if writer is not None:
                 writer.close()
             writer = wds.TarWriter(str(root / names[-1]))
+        assert writer is not None
         clip_id = f"vid{i:04d}_{i * 10:06d}"
         boxes = [[0.1, 0.2, 0.5, 0.6]] if i % 2 == 0 else [[0.0, 0.0, 0.3, 0.3], [0.6, 0.5, 1.0, 0.9]]
         meta = {"clip_id": clip_id, "ytid": f"vid{i:04d}", "label": f"c{i % 3}", "label_idx": i % 3,
@@ -53,7 +55,8 @@ def write_tiny_shards(root: Path, n: int = 6, per_shard: int = 4, n_frames: int 
             sample[f"f{k:03d}.jpg"] = _jpg(rng, 96, 72)
         writer.write(sample)
         metas.append(meta)
-    writer.close()
+    if writer is not None:
+        writer.close()
     (root / "index.json").write_text(json.dumps({"dataset": "tiny", "split": "train", "shards": names,
                                                  "n_samples": n, "sample_rate": 16000, "fields": []}))
     return metas

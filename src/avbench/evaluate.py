@@ -30,14 +30,18 @@ BASELINE_DATA = {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s":
 
 def load_method(method: str, method_cfg: dict[str, Any], model_path: str | None) -> tuple[torch.nn.Module, dict]:
     """Instantiate ``method`` with its preset and load trained weights; return (model, data settings)."""
+    from avbench.train import load_trained
+
+    method = method_cfg.get("method", method)  # config entry name -> registered model (ablation entries)
     preset = method_cfg.get("preset")
     data_cfg = dict(BASELINE_DATA)
     if preset:
         data_cfg.update(registry.get_preset(method, preset).get("data", {}))
-    model = registry.create(method, preset=preset, **method_cfg.get("model", {}))
+    data_cfg.update(method_cfg.get("data", {}))
     if model_path:
-        state = torch.load(model_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"] if "model" in state else state)
+        model = load_trained(model_path, device="cpu")
+    else:
+        model = registry.create(method, preset=preset, **method_cfg.get("model", {}))
     model.eval()
     return model, data_cfg
 

@@ -16,6 +16,8 @@ import pandas as pd
 
 from avbench.ids import CLIP_ID_RE, MS_ID_RE
 from avbench.io import write_csv, write_text
+from avbench.sources import flickr, vggsound, vggss
+from avbench.sources._io import read_clip_id_column
 
 REPORT_COLUMNS = [
     "train",
@@ -49,7 +51,8 @@ def leakage_report(
     rows = []
     for train_name, ids in train_lists.items():
         train = set(ids)
-        train_videos = {video_of(i) for i in train}
+        per_id_video = [video_of(i) for i in train]  # computed once per list, reused for every test set
+        train_videos = set(per_id_video)
         for test_name, test in tests.items():
             tv = test_videos[test_name]
             clip = len(train & test)
@@ -61,7 +64,7 @@ def leakage_report(
                     len(test),
                     clip,
                     len(train_videos & tv),
-                    sum(video_of(i) in tv for i in train),
+                    sum(v in tv for v in per_id_video),
                     clip / len(test) if test else 0.0,
                 )
             )
@@ -140,9 +143,6 @@ def build_leakage_report(metadata_dir: str | os.PathLike) -> pd.DataFrame:
     (union of all Flickr test lists under ``flickr_test=250_fixed``: 250 ids). Missing files raise
     ``FileNotFoundError`` naming the path.
     """
-    from avbench.sources import flickr, vggsound, vggss
-    from avbench.sources._io import read_clip_id_column
-
     root = Path(metadata_dir)
     # every VGGSound train list starts with the clip id; extra columns (labels) are irrelevant here
     vgg_train = {name: read_clip_id_column(root / rel)["clip_id"] for name, rel in VGGSOUND_TRAIN.items()}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avbench.ids import youtube_url
+from avbench.ids import clip_id, youtube_url
 
 MANIFEST_COLUMNS = [
     "clip_id", "ytid", "start_s", "end_s", "label", "label_idx", "split", "dataset", "url", "boxes",
@@ -58,7 +58,7 @@ def synthav_manifest(
     Single clips come from ``vggsound.csv`` (boxes of test clips from ``vggss.json``); duet clips from the
     AVGN-style ``music_duet.json`` (xywh boxes), in split ``duet`` with one source entry per sounding object.
     """
-    from avbench.sources.music import read_music_duet_boxes
+    from avbench.sources.music import read_music_boxes
     from avbench.sources.vggsound import read_vggsound_csv
     from avbench.sources.vggss import read_vggss_json
 
@@ -68,27 +68,8 @@ def synthav_manifest(
     labels = sorted(set(clips["label"]))
     index = {label: i for i, label in enumerate(labels)}
 
-    duets = read_music_duet_boxes(duet_json)
-    if len(duets):
-        start = duets["clip_id"].str[12:].astype(int)
-        duet_rows = pd.DataFrame({
-            "clip_id": duets["clip_id"],
-            "ytid": duets["clip_id"].str[:11],
-            "start_s": start.astype(float),
-            "end_s": start.astype(float) + 10.0,
-            "label": duets["class_src1"],
-            "split": "duet",
-            "boxes": [list(a) + list(b) for a, b in zip(duets["boxes_src1"], duets["boxes_src2"], strict=True)],
-            "sources": [
-                [
-                    {"label": c1, "label_idx": index[c1], "boxes": list(b1)},
-                    {"label": c2, "label_idx": index[c2], "boxes": list(b2)},
-                ]
-                for c1, b1, c2, b2 in zip(
-                    duets["class_src1"], duets["boxes_src1"], duets["class_src2"], duets["boxes_src2"], strict=True
-                )
-            ],
-        })
+    duet_rows = duet_clips(read_music_boxes(duet_json, music_box_format="xywh"), index)
+    if len(duet_rows):
         clips["sources"] = [
             [{"label": lab, "label_idx": index[lab], "boxes": b}]
             for lab, b in zip(clips["label"], clips["boxes"], strict=True)
@@ -97,6 +78,29 @@ def synthav_manifest(
     video_dir = Path(video_dir).resolve()
     clips["url"] = [(video_dir / f"{ytid}.mp4").as_uri() for ytid in clips["ytid"]]
     return finalize_manifest(clips, dataset=dataset, n_chunks=n_chunks, labels=labels)
+
+
+def duet_clips(boxes: pd.DataFrame, label_index: dict[str, int], centre_s: float = 5.0) -> pd.DataFrame:
+    """Two-source clips from an AVGN-style duet box table (one row per frame and source).
+
+    The annotated frame ``<ytid>_<sec>_<frame>`` is the clip centre, so the clip is ``[sec - centre_s, +10 s)``.
+    """
+    rows = []
+    for frame_id, group in boxes.sort_values(["frame_id", "source"]).groupby("frame_id", sort=True):
+        ytid, sec = group["ytid"].iloc[0], int(group["sec"].iloc[0])
+        start = max(sec - centre_s, 0.0)
+        sources = [
+            {"label": lab, "label_idx": label_index[lab], "boxes": [list(map(float, box))]}
+            for lab, box in zip(group["label"], group["box"], strict=True)
+        ]
+        rows.append({
+            "clip_id": clip_id(ytid, start), "ytid": ytid, "start_s": start, "end_s": start + 10.0,
+            "label": sources[0]["label"], "split": "duet",
+            "boxes": [b for src in sources for b in src["boxes"]], "sources": sources,
+        })
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows)
 
 
 def youtube_manifest(clips: pd.DataFrame, *, dataset: str, n_chunks: int, labels: list[str]) -> pd.DataFrame:

@@ -126,6 +126,9 @@ def train(*, train: str, knn: str, model: str, train_log: str, method_cfg: dict,
 
     train_from_config(wildcards["method"], method_cfg, train_shards=Path(train), out_dir=Path(model).parent,
                       knn_path=Path(knn), seed=seed, threads=threads, log_path=Path(train_log))
+    # The rule declares final.pt: make sure the loop wrote it where Snakemake expects.
+    if not Path(model).exists():
+        raise FileNotFoundError(f"training finished without writing {model}")
 
 
 def evaluate(*, summary: str, per_sample: str, eval_cfg: dict, method_cfg: dict, seed: int, threads: int,

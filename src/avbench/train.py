@@ -145,6 +145,8 @@ def train(
     directory (read with ``ClipDataset(split_kind='train')`` using ``data_cfg``, defaulting to the preset's
     ``data`` section) or a ready map-style Dataset whose items ``avbench.data.collate`` can batch.
     ``batch_size`` is global: under torchrun (``WORLD_SIZE > 1``) each rank gets ``batch_size // world``.
+    AMP (bf16 where supported, else fp16 with GradScaler) and channels_last apply only on CUDA; ``amp`` is
+    ignored on CPU. ``threads`` calls ``torch.set_num_threads`` (process-wide).
     Returns a summary dict (paths, epochs run, last loss, throughput).
     """
     out = Path(out_dir)
@@ -152,7 +154,8 @@ def train(
     distributed = world > 1
     if threads:
         torch.set_num_threads(int(threads))
-    if distributed and not dist.is_initialized():
+    own_group = distributed and not dist.is_initialized()
+    if own_group:
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     dev = resolve_device(device)
     if distributed and dev.type == "cuda":
@@ -227,7 +230,8 @@ def train(
             model, device_ids=[dev.index] if use_cuda else None, find_unused_parameters=False
         )
 
-    step = start_epoch * len(loader)
+    steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
+    step = start_epoch * steps_per_epoch  # global optimizer step, for on_step_end hooks
     for epoch in range(start_epoch, epochs):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -289,6 +293,8 @@ def train(
             write_csv(log_file, pd.DataFrame(rows, columns=["epoch", "loss", "seconds", "samples_per_s", "lr"]))
     if distributed:
         dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
     return {
         "final": str(final_path), "last": str(last_path), "log": str(log_file), "epochs": epochs,
         "resumed_from": start_epoch, "loss": rows[-1]["loss"] if rows else math.nan,
@@ -307,4 +313,40 @@ def load_trained(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
     return model.to(resolve_device(device)).eval()
 
 
-__all__ = ["EpochPermutation", "load_trained", "resolve_device", "seed_everything", "train"]
+def train_from_config(
+    method: str,
+    method_cfg: Mapping[str, Any],
+    *,
+    train_shards: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int,
+    threads: int,
+    log_path: str | os.PathLike,
+    knn_path: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Train from a config entry ``methods.<method>``: ``preset`` supplies defaults that ``epochs``,
+    ``batch_size``, ``lr``, ``model`` and ``data`` override. Methods that declare ``uses_knn`` receive the
+    neighbour file of the knn stage as ``knn_path``. ``method`` names the config entry; its ``method`` key (if
+    any) names the registered model, so ablations are entries such as ``oneavm_no_mas: {method: oneavm, ...}``."""
+    name = method
+    method = method_cfg.get("method", name)
+    preset = method_cfg.get("preset")
+    recipe = registry.get_preset(method, preset) if preset else {}
+    train_defaults = recipe.get("train", {})
+    data_cfg = {**recipe.get("data", {}), **method_cfg.get("data", {})}
+    model_cfg = dict(method_cfg.get("model", {}))
+    if getattr(registry.model_class(method), "uses_knn", False):
+        model_cfg["knn_path"] = str(knn_path) if knn_path else None
+    missing = [k for k in ("epochs", "batch_size", "lr") if k not in method_cfg and k not in train_defaults]
+    if missing:
+        raise ValueError(f"config key 'methods.{name}' lacks {missing} and preset {preset!r} gives no default")
+    return train(
+        method, model_cfg, train_shards, out_dir,
+        epochs=int(method_cfg.get("epochs", train_defaults.get("epochs"))),
+        batch_size=int(method_cfg.get("batch_size", train_defaults.get("batch_size"))),
+        lr=float(method_cfg.get("lr", train_defaults.get("lr"))),
+        seed=seed, threads=threads, log_path=log_path, preset=preset, data_cfg=data_cfg,
+    )
+
+
+__all__ = ["EpochPermutation", "load_trained", "resolve_device", "seed_everything", "train", "train_from_config"]

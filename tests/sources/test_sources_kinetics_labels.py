@@ -23,7 +23,14 @@ def test_kinetics(metadata_dir: Path, vggsound_test: pd.DataFrame) -> None:
     val = read_kinetics_csv(metadata_dir / "kinetics400/validate.csv")
     test = read_kinetics_csv(metadata_dir / "kinetics400/test.csv")
     assert (len(val), len(test)) == (17778, 34826)
-    assert val.iloc[0].tolist() == ["--07WQ2iBlw_000001", "--07WQ2iBlw", 1.0, 11.0, "javelin throw", "validate"]
+    assert val.iloc[0].tolist() == [
+        "--07WQ2iBlw_000001",
+        "--07WQ2iBlw",
+        1.0,
+        11.0,
+        "javelin throw",
+        "validate",
+    ]
     assert set(val["split"]) == {"validate"} and set(test["split"]) == {"test"}
     assert ((val["end_s"] - val["start_s"]) == 10).all() and ((test["end_s"] - test["start_s"]) == 10).all()
     assert val["label"].nunique() == 400

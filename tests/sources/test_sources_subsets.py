@@ -53,7 +53,11 @@ def test_instruments(metadata_dir: Path, vggsound_test: pd.DataFrame) -> None:
     dav = read_instruments_train(d / "deepavfusion/vgginstruments_train.txt")
     assert len(dav) == 33934 and int((dav["n_fields"] == 3).sum()) == 1979
     assert set(dav.loc[dav["n_fields"] == 3, "label"]) == {"violin,_fiddle", "steel_guitar,_slide_guitar"}
-    assert set(dav["label"]) - set(avgn["label"]) == {"bassoon", "violin,_fiddle", "steel_guitar,_slide_guitar"}
+    assert set(dav["label"]) - set(avgn["label"]) == {
+        "bassoon",
+        "violin,_fiddle",
+        "steel_guitar,_slide_guitar",
+    }
     assert set(avgn["label"]) - set(dav["label"]) == {"xylophone", "violin", "steel_guitar"}
     merged = avgn.merge(dav, on="clip_id", how="outer", suffixes=("_a", "_d"), indicator=True)
     differ = (merged["_merge"] != "both") | (merged["label_a"] != merged["label_d"])
@@ -107,4 +111,22 @@ def test_single_duet(metadata_dir: Path, vggss: pd.DataFrame) -> None:
     assert len(duet) == 5158 and int(duet["same_class"].sum()) == 22
     assert duet["id_a"].isin(labels.index).all() and duet["id_b"].isin(labels.index).all()
     assert duet["id_b"].nunique() == 3255
-    assert duet.iloc[0].tolist()[:4] == ["zpWuikVorYg_000032", "elk_bugling", "Rtg1SUrxOPY_000130", "people_coughing"]
+    assert duet.iloc[0].tolist()[:4] == [
+        "zpWuikVorYg_000032",
+        "elk_bugling",
+        "Rtg1SUrxOPY_000130",
+        "people_coughing",
+    ]
+
+
+def test_single_train_reconstruction(metadata_dir: Path, vggss: pd.DataFrame) -> None:
+    from avbench.sources.subsets import vggsound_single_train
+    from avbench.sources.vggsound import read_vggsound_csv
+
+    vs = read_vggsound_csv(metadata_dir / "vggsound/vggsound.excerpt.csv")
+    classes = set(vggss["label"])
+    both = vggsound_single_train(vs, classes, "all221")
+    train_only = vggsound_single_train(vs, classes)
+    assert both["label"].isin(classes).all() and len(train_only) <= len(both)
+    assert set(train_only["split"]) <= {"train"}
+    assert len(both) - len(train_only) == int(((vs["split"] == "test") & vs["label"].isin(classes)).sum())

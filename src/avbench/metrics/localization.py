@@ -155,8 +155,11 @@ def _minmax(p: np.ndarray) -> np.ndarray:
     lo = flat.min(axis=1).reshape(-1, *([1] * (p.ndim - 1)))
     hi = flat.max(axis=1).reshape(lo.shape)
     span = hi - lo
-    safe = np.where(span > 0, span, np.float32(1))
-    return np.where(span > 0, (p - lo) / safe, p)  # a flat map is left unchanged
+    flat_rows = (span == 0).reshape(-1)
+    out = (p - lo) / np.where(span > 0, span, np.float32(1))
+    if flat_rows.any():
+        out[flat_rows] = p[flat_rows]  # a flat map is left unchanged
+    return out
 
 
 def normalize(maps: ArrayLike, mode: str, tau: float = 1.0) -> np.ndarray:
@@ -218,32 +221,39 @@ def _decode_keys(keys: np.ndarray) -> np.ndarray:
 def _ap_from_sorted(keys: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
     """sklearn-equivalent average precision per row from ascending packed keys.
 
-    AP = sum over distinct score thresholds (descending) of (R_k - R_{k-1}) * P_k, i.e.
-    (1/n_pos) * sum over tie-groups of (positives in group) * precision at the end of the group.
+    AP = (1/n_pos) * sum over positives of precision at the positive's score threshold, where the
+    threshold admits every pixel with a score >= it (ties form one threshold, as in sklearn). For a positive
+    at ascending column c with k positives before it in its row, precision = (n_pos - k) / (M - c); tied
+    groups are rare, so they are found sparsely and their positives re-scored at the group start.
     """
     n_rows, m = keys.shape
-    desc = keys[:, ::-1]
-    y = (desc & 1).astype(np.uint8)
-    tp = np.cumsum(y, axis=1, dtype=np.int64)
-    s = desc >> 1
-    ends = np.ones((n_rows, m), dtype=bool)
-    np.not_equal(s[:, :-1], s[:, 1:], out=ends[:, :-1])  # a tie-group ends where the next score differs
-    ranks = np.arange(1, m + 1, dtype=np.float64)
-    if ends.all():  # no ties: every position is its own threshold
-        contrib = np.where(y.astype(bool), tp / ranks, 0.0).sum(axis=1)
-    else:
-        flat = np.flatnonzero(ends)
-        rows, cols = np.divmod(flat, m)
-        tp_end = tp.ravel()[flat].astype(np.float64)
-        prev = np.empty_like(tp_end)
-        prev[0] = 0.0
-        prev[1:] = tp_end[:-1]
-        first = np.ones(flat.size, dtype=bool)
-        first[1:] = rows[1:] != rows[:-1]
-        prev[first] = 0.0  # each row starts from zero true positives
-        contrib = np.bincount(rows, weights=(tp_end - prev) * tp_end / (cols + 1), minlength=n_rows)
+    n_pos = np.asarray(n_pos, dtype=np.int64)
+    flat = keys.ravel()
+    pos = np.flatnonzero(flat & 1)  # ascending flat indices of positives
+    rows, cols = np.divmod(pos, m)
+    before_row = np.concatenate([[0], np.cumsum(n_pos)[:-1]])  # positives in earlier rows
+    k = np.arange(pos.size) - before_row[rows]
+    contrib = (n_pos[rows] - k) / (m - cols)
+    total = np.bincount(rows, weights=contrib, minlength=n_rows).astype(np.float64)
+    s = keys >> 1
+    tie_rows, tie_cols = np.nonzero(s[:, 1:] == s[:, :-1])
+    if tie_rows.size:
+        tied = tie_rows * m + tie_cols + 1  # flat index of an element equal to its predecessor
+        members = np.union1d(tied - 1, tied)
+        is_new = ~np.isin(members, tied, assume_unique=True)  # first element of each tie group
+        gid = np.cumsum(is_new) - 1
+        starts = members[is_new]
+        member_pos = (flat[members] & 1).astype(bool)
+        j = np.searchsorted(pos, members[member_pos])
+        n_groups = starts.size
+        naive = np.bincount(gid[member_pos], weights=contrib[j], minlength=n_groups)
+        q = np.bincount(gid[member_pos], minlength=n_groups)
+        s_rows, s_cols = np.divmod(starts, m)
+        k0 = np.searchsorted(pos, starts) - before_row[s_rows]
+        exact = q * (n_pos[s_rows] - k0) / (m - s_cols)
+        total += np.bincount(s_rows, weights=exact - naive, minlength=n_rows)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n_pos > 0, contrib / np.maximum(n_pos, 1), np.nan)
+        return np.where(n_pos > 0, total / np.maximum(n_pos, 1), np.nan)
 
 
 def average_precision_rows(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
@@ -401,14 +411,10 @@ def _score_chunk(p: np.ndarray, g: np.ndarray, protocol: LocProtocol, compute_ap
             out["pixel_ap"] = _ap_from_sorted(keys, n_gt)
         if want_conf:  # SLAVC confidence: mean of the top 25 % pixel scores (PROTOCOLS 4.5)
             out["conf"] = _decode_keys(keys[:, m - m // 4:]).mean(axis=1, dtype=np.float64)
+    elif idx is None:
+        thr = _value_thresholds(protocol, p.max(axis=1))
     else:
-        row = np.empty(0)
-        if idx is None:
-            thr = _value_thresholds(protocol, p.max(axis=1))
-        else:
-            row = np.partition(p, int(idx[0]), axis=1)
-            thr = row[:, int(idx[0])].copy()
-        del row
+        thr = np.partition(p, int(idx[0]), axis=1)[:, int(idx[0])].copy()
     pred = _binarize_rows(p, thr, protocol.bin_cmp)
     g64 = g.astype(np.float64, copy=False)
     inter = np.where(pred, g64, 0.0).sum(axis=1)

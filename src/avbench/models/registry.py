@@ -65,6 +65,13 @@ def create(name: str, preset: str | None = None, **cfg: Any) -> nn.Module:
     return _MODELS[name](**kwargs)
 
 
+def model_class(name: str) -> Callable[..., nn.Module]:
+    """The registered class/factory of ``name`` (to read class attributes such as ``uses_knn``)."""
+    _ensure_builtin()
+    _check(name)
+    return _MODELS[name]
+
+
 def _check(name: str) -> None:
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; available: {sorted(_MODELS)}")

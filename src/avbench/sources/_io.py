@@ -42,9 +42,10 @@ def read_rows(path: PathLike, *, header: list[str] | None = None) -> list[tuple[
     # utf-8-sig: tolerate a BOM, which would otherwise stick to the first id
     with path.open(newline="", encoding="utf-8-sig") as handle:
         for lineno, fields in enumerate(csv.reader(handle), start=1):
-            fields = [f.strip("\r") for f in fields]
-            if not fields or all(f.strip() == "" for f in fields):
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
+            if fields[-1].endswith("\r"):  # a lone CR inside a LF file; cheap check keeps 144k-row lists fast
+                fields = [f.strip("\r") for f in fields]
             out.append((lineno, fields))
     if header is not None:
         if not out or [f.strip() for f in out[0][1]] != header:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,7 @@ SRC_SIZE = 256
 
 def _flickr_id(path: PathLike, n: int, raw: str) -> str:
     # forms: '<id>', '<id>.png', '<id>.wav', '/hdd/Annotations/dataset/<id>.mp4'
-    stem = PurePosixPath(raw.strip()).name
-    stem = stem.split(".", 1)[0]
+    stem = raw.strip().rsplit("/", 1)[-1].split(".", 1)[0]
     if not stem.isdigit():
         raise row_error(path, n, f"not a numeric Flickr id: {raw!r}")
     return stem

@@ -7,11 +7,14 @@ Byte-level conventions copied from the real files in shared/metadata:
 - vggss_test.csv: ids, CRLF (trailing CRLF). Heard/unheard test lists and vggss_heard.txt: ids, LF, no
   trailing newline.
 - MUSIC_duet_videos.json: Python-2 style `indent=4` with ", " item separators, no trailing newline.
-- music_duet.json (AVGN): one line; boxes are normalised **xywh**. `file` is the clip id (SynthAV duets are
-  whole 10 s videos with start 0), not a MUSIC frame id.
-- AVSBench S4: `s4_meta_data.csv` (header `name,start,category,split`; name = ytid, start = the clip's
-  start_s, the same clip as in vggsound.csv) + `gt_masks/test/{category}/{name}/{name}_{k}.png`
-  (mode '1', frame size) for k = 1..5 at clip times MASK_TIMES_S.
+- music_duet.json (AVGN): one line; boxes are normalised **xywh**; `file` is the AVGN MUSIC frame id
+  `<ytid>_<sec:03d>_<frame:05d>` (frame index at 30 fps) of the annotated frame t = 5.0 s, i.e.
+  `<ytid>_005_00150`. SynthAV duets are whole 10 s videos (start 0), so clip time = video time.
+- AVSBench S4 under `avsbench/` (the `avsbench_data` root): `Single-source/s4_meta_data.csv` (header
+  `name,start,category,split`; name = ytid, start = the clip's start_s, i.e. the same clip as in vggsound.csv)
+  + `Single-source/s4_data/gt_masks/test/{category}/{name}/{name}_{k}.png` (mode '1', frame size), k = 1..5 at
+  clip times MASK_TIMES_S. Only the masks are written (no visual_frames / audio_wav / audio_log_mel): the
+  frames and audio come from the rendered videos.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ def _csv_text(rows: list[list[Any]], lineterminator: str) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator=lineterminator).writerows(rows)
     return buf.getvalue()
+
+
+MUSIC_FPS = 30  # AVGN frame ids count frames at 30 fps
+
+
+def music_frame_id(ytid: str, t: float) -> str:
+    return f"{ytid}_{int(t):03d}_{int(round(t * MUSIC_FPS)):05d}"
 
 
 def _xyxy_to_xywh(box: list[float]) -> list[float]:
@@ -98,7 +108,7 @@ def write_metadata(spec: SynthSpec, out_dir: str | Path) -> dict[str, Path]:
         b1, b2 = json.loads(r.boxes)
         duet_rows.append(
             {
-                "file": r.clip_id,
+                "file": music_frame_id(r.ytid, float(r.start_s) + CENTER_TIME_S),
                 "class_src1": c1,
                 "bbox_src1": _xyxy_to_xywh(b1),
                 "class_src2": c2,
@@ -114,7 +124,7 @@ def write_metadata(spec: SynthSpec, out_dir: str | Path) -> dict[str, Path]:
     write_text(paths["music_duet"], json.dumps(duet_rows))
 
     # AVSBench S4-style masks for the test single clips
-    avs_dir = out_dir / "avsbench"
+    avs_dir = out_dir / "avsbench" / "Single-source"
     meta = [["name", "start", "category", "split"]]
     for r in test.itertuples():
         category = avs[r.label]
@@ -126,6 +136,7 @@ def write_metadata(spec: SynthSpec, out_dir: str | Path) -> dict[str, Path]:
     paths["s4_meta"] = avs_dir / "s4_meta_data.csv"
     write_text(paths["s4_meta"], _csv_text(meta, "\n"))
     paths["s4_masks"] = avs_dir / "s4_data" / "gt_masks"
+    paths["avsbench_root"] = out_dir / "avsbench"
 
     paths["synthav"] = out_dir / "synthav.json"
     write_json(paths["synthav"], corpus_summary(spec))
