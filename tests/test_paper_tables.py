@@ -181,7 +181,7 @@ def test_writers_round_trip(tmp_path: Path) -> None:
     assert len(table) == 2 + len(frame)
     n_cells = {len(line.replace("\\|", "").strip("|").split("|")) for line in table}
     assert n_cells == {len(frame.columns)}
-    assert "| AVGN | avgn | 58.1 | – |" in md  # paper value kept, missing ours shown as a dash
+    assert "| AVGN | avgn | 77.2 | – | 58.1 | – | 48.5 | – |" in md  # paper order; missing ours shown as a dash
     assert all(c in md for c in pt.REPRODUCTION_CAVEATS)
 
     tex = out["tex"].read_text()

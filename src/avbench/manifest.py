@@ -58,6 +58,7 @@ def synthav_manifest(
     Single clips come from ``vggsound.csv`` (boxes of test clips from ``vggss.json``); duet clips from the
     AVGN-style ``music_duet.json`` (xywh boxes), in split ``duet`` with one source entry per sounding object.
     """
+    from avbench.sources.labels import instrument_label, reverse_map
     from avbench.sources.music import read_music_boxes
     from avbench.sources.vggsound import read_vggsound_csv
     from avbench.sources.vggss import read_vggss_json
@@ -68,7 +69,14 @@ def synthav_manifest(
     labels = sorted(set(clips["label"]))
     index = {label: i for i, label in enumerate(labels)}
 
-    duet_rows = duet_clips(read_music_boxes(duet_json, music_box_format="xywh"), index)
+    # AVGN-style duet files name instruments ('marimba, xylophone' -> 'xylophone'): map back to the labels.
+    to_label = reverse_map(labels, instrument_label)
+    duet_boxes = read_music_boxes(duet_json, music_box_format="xywh")
+    unknown = sorted(set(duet_boxes["label"]) - set(to_label))
+    if unknown:
+        raise ValueError(f"{duet_json}: duet classes with no matching label in {vggsound_csv}: {unknown[:5]}")
+    duet_boxes["label"] = duet_boxes["label"].map(to_label)
+    duet_rows = duet_clips(duet_boxes, index)
     if len(duet_rows):
         clips["sources"] = [
             [{"label": lab, "label_idx": index[lab], "boxes": b}]

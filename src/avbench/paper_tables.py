@@ -572,6 +572,7 @@ def paper_beside_ours(table_id: str, summaries: Sequence[Mapping[str, Any]], *,
         row: dict[str, Any] = {"method": label, "our_method": rmap.method or ""}
         seen: dict[str, dict[str, Any]] = {}
         filled = wanted = 0
+        no_counterpart = False
         for ds, metric in pairs:
             cell = block[(block["dataset"] == ds) & (block["metric"] == metric)]
             row[f"{ds}{SEP}{metric}{SEP}paper"] = float(cell["value"].iloc[0]) if len(cell) else math.nan
@@ -579,6 +580,8 @@ def paper_beside_ours(table_id: str, summaries: Sequence[Mapping[str, Any]], *,
             dmap = spec.datasets.get(ds)
             our_ds = ds_override.get(ds, dmap.dataset if dmap else None)
             mmap = spec.metric_map(ds, metric)
+            if rmap.method is not None and our_ds is not None and len(cell) and (mmap is None or mmap.key is None):
+                no_counterpart = True
             if rmap.method is None or our_ds is None or mmap is None or mmap.key is None or not len(cell):
                 continue  # no ours possible: not implemented, no dataset, no counterpart metric or no paper cell
             wanted += 1
@@ -623,7 +626,7 @@ def paper_beside_ours(table_id: str, summaries: Sequence[Mapping[str, Any]], *,
                 dmap = spec.datasets.get(ds)
                 diff += _dataset_diff(ds, dmap, ds_override.get(ds, dmap.dataset if dmap else None),
                                       seen.get(ds, {}), config_note)
-            if wanted == 0:
+            if wanted == 0 and no_counterpart:
                 diff.append("no avbench counterpart for these metrics")
             if filled and config_note.get("train_list_mode"):
                 diff.append(f"train_list_mode={config_note['train_list_mode']}")

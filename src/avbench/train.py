@@ -7,7 +7,8 @@ either restored from the checkpoint (global RNGs) or a pure function of ``(seed,
 data augmentation).
 
 Methods may define optional hooks: ``param_groups(lr) -> list[dict]`` (per-module learning rates),
-``on_epoch_start(epoch)``, ``on_step_end(step)`` (e.g. momentum-encoder updates).
+``on_epoch_start(epoch)``, ``on_step_end(step)`` (e.g. momentum-encoder updates), and the class-level
+``wrap_dataset(dataset, model_cfg) -> Dataset`` applied to the training dataset before the DataLoader is built.
 """
 
 from __future__ import annotations
@@ -182,6 +183,9 @@ def train(
     else:
         kwargs = {k: v for k, v in data_kwargs.items() if k in DATA_KEYS}
         dataset = ClipDataset(train_shards, split_kind="train", seed=seed, **kwargs)
+    wrap = getattr(type(model), "wrap_dataset", None)
+    if wrap is not None:  # optional method hook: extra per-item inputs (e.g. Senocak's kNN conceptual positives)
+        dataset = wrap(dataset, model_kwargs)
 
     per_rank_batch = max(1, batch_size // world)
     sampler: Sampler[int]

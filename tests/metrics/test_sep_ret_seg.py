@@ -78,13 +78,17 @@ def test_retrieval_hand():
     assert ir["ir_acc_v2a"] == pytest.approx(2 / 3)
     # audio queries: a0 -> v0 (hit); a1 -> v0 (miss); a2 -> v2 (hit)
     assert ir["ir_acc_a2v"] == pytest.approx(2 / 3)
-    rk = R.recall_at_k(v, a, ks=(1, 2))
-    # ranks of the pair: a->i (0, 1, 0), i->a (0, 1, 0)
-    assert rk["a2i_r@1"] == pytest.approx(2 / 3) and rk["a2i_r@2"] == 1.0 and rk["i2a_r@2"] == 1.0
+    rk = R.recall_at_k(v, a, ks=(1, 2, 3))
+    # a1 = (1, 0.2): cos to v0 0.981, v2 0.832, v1 0.196 -> its pair is at rank 2; a->i ranks (0, 2, 0)
+    # v1 = (0, 1): cos to a2 0.743, a1 0.196, a0 0.0995 -> rank 1; i->a ranks (0, 1, 0)
+    assert rk["a2i_r@1"] == pytest.approx(2 / 3) and rk["a2i_r@2"] == pytest.approx(2 / 3)
+    assert rk["a2i_r@3"] == 1.0 and rk["i2a_r@2"] == 1.0
     nn = R.nn_acc(v, a, labels)
-    # xNN, self excluded: v0 -> best of a1, a2 = a2 (label 0, hit); v1 -> a2 (0 vs 1, miss); v2 -> a1 or a0:
-    # cos(v2, a0) = 1.1/(1.414*1.005) = 0.774, cos(v2, a1) = 1.2/(1.414*1.020) = 0.832 -> a1 (label 1, miss)
-    assert nn["xnn_acc_v"] == pytest.approx(1 / 3)
+    # xNN, self excluded: v0 -> a1 (0.981 > a2 0.669; label 1, miss); v1 -> a2 (0.743; label 0, miss);
+    # v2 -> a1 (0.832 > a0 0.774; label 1, miss)
+    assert nn["xnn_acc_v"] == 0.0
+    # audio queries: a0 -> v2 (0.774; hit); a1 -> v0 (0.981; miss); a2 -> v1 (0.743 > v0 0.669; miss)
+    assert nn["xnn_acc_a"] == pytest.approx(1 / 3)
     # wNN visual: v0 -> v2 (0, hit); v1 -> v2 (0 vs 1, miss); v2 -> v0 (tie with v1 -> first index, hit)
     assert nn["wnn_acc_v"] == pytest.approx(2 / 3)
     summary = R.retrieval_summary(v, a, labels)
@@ -140,16 +144,18 @@ def _fscore_loop(p, g, beta2=0.3):
 
 
 def test_fscore_hand_and_loop():
-    # one frame: GT 2 px; p = (1.0, 0.6, 0.3, 0): at t <= 0.3 3 px predicted (P 2/3, R 1),
-    # 0.3 < t <= 0.6: (1/2 wait) -> px 1.0 and 0.6 where GT = {1.0, 0.3}: TP 1, P 1/2, R 1/2;
-    # t > 0.6: only 1.0 -> P 1, R 1/2 -> F = 1.3 * 0.5 / (0.3 + 0.5) = 0.8125
+    # one frame, GT = the pixels with p = 1.0 and p = 0.3:
+    # 0 < t <= 0.3: 3 px predicted, TP 2 -> P 2/3, R 1 -> F = 1.3 * 2/3 / (0.2 + 1) = 0.7222
+    # 0.3 < t <= 0.6: 2 px, TP 1 -> P 1/2, R 1/2 -> F = 0.65 * 0.5 / (0.15 + 0.5) = 0.5
+    # t > 0.6 (incl. the last threshold, 1.0 in float32): only p = 1 -> P 1, R 1/2 -> 0.65 / 0.8 = 0.8125
     p = np.array([[[1.0, 0.6], [0.3, 0.0]]], dtype=np.float32)
     g = np.array([[[1, 0], [1, 0]]], dtype=bool)
     f, has = S.fscore_curves(p, g)
     # at t = 0 everything is predicted: P 1/2, R 1 -> 1.3 * 0.5 / (0.15 + 1) = 0.5652
     assert f[0, 0] == pytest.approx(1.3 * 0.5 / 1.15)
-    assert f.max() == pytest.approx(1.3 * (2 / 3) / (0.3 * 2 / 3 + 1))  # max at t in (0, 0.3]: 0.8125? no: 0.7222
-    assert f[0, -1] == pytest.approx(1.3 * 0.5 / 0.8)  # last threshold is 1.0 in float32: only p = 1 passes
+    assert f[0, 1] == pytest.approx(1.3 * (2 / 3) / 1.2)
+    assert f[0, 100] == pytest.approx(0.5)  # t = 100/254 ~ 0.39
+    assert f[0, -1] == pytest.approx(0.8125) == f.max()
     rng = np.random.default_rng(0)
     pr = rng.random((4, 6, 6)).astype(np.float32)
     gr = rng.random((4, 6, 6)) > 0.6

@@ -422,7 +422,8 @@ def _download_with_retries(
             header = _probe_header(path)
             if header["error"] or not (header["has_video"] or header["has_audio"]):
                 message = f"downloaded file is not readable media: {header['error'] or 'no streams'}"
-                status, transient = "error", True
+                # A local source reads the same bytes again; only a network transfer may come out whole next time.
+                status, transient = "error", not url.startswith("file:")
             else:
                 return path, "ok", "", attempts
         except Exception as exc:  # noqa: BLE001 - yt-dlp raises many types; every one becomes a status row

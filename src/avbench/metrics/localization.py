@@ -116,6 +116,13 @@ def get_protocol(protocol: LocProtocol | str) -> LocProtocol:
 
 
 # ----------------------------------------------------------------------------------------- map preparation
+def to_numpy(x: ArrayLike) -> np.ndarray:
+    """Tensor or array -> numpy without copying when possible (never through torch for numpy input)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
 def _as_batch(x: ArrayLike, ndim: int, name: str) -> torch.Tensor:
     t = torch.as_tensor(x).detach().cpu()
     if t.ndim == ndim - 1:
@@ -164,7 +171,7 @@ def _minmax(p: np.ndarray) -> np.ndarray:
 
 def normalize(maps: ArrayLike, mode: str, tau: float = 1.0) -> np.ndarray:
     """Per-sample normalisation in float32 (PROTOCOLS 4.1 step B); formulas kept literal for tie parity."""
-    p = np.ascontiguousarray(torch.as_tensor(maps).detach().cpu().numpy(), dtype=np.float32)
+    p = np.ascontiguousarray(to_numpy(maps), dtype=np.float32)
     if mode == "none":
         return p
     if mode == "minmax":
@@ -235,8 +242,8 @@ def _ap_from_sorted(keys: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
     k = np.arange(pos.size) - before_row[rows]
     contrib = (n_pos[rows] - k) / (m - cols)
     total = np.bincount(rows, weights=contrib, minlength=n_rows).astype(np.float64)
-    s = keys >> 1
-    tie_rows, tie_cols = np.nonzero(s[:, 1:] == s[:, :-1])
+    # neighbours with equal scores differ at most in the label bit
+    tie_rows, tie_cols = np.nonzero(((keys[:, 1:] ^ keys[:, :-1]) >> 1) == 0)
     if tie_rows.size:
         tied = tie_rows * m + tie_cols + 1  # flat index of an element equal to its predecessor
         members = np.union1d(tied - 1, tied)
@@ -261,8 +268,8 @@ def average_precision_rows(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
 
     ``scores`` and ``labels`` have shape ``[N, ...]``; everything after the first axis is flattened.
     """
-    s = np.asarray(torch.as_tensor(scores).detach().cpu().numpy(), dtype=np.float32)
-    lab = np.asarray(torch.as_tensor(labels).detach().cpu().numpy()) > 0
+    s = np.asarray(to_numpy(scores), dtype=np.float32)
+    lab = to_numpy(labels) > 0
     s = s.reshape(s.shape[0], -1)
     lab = lab.reshape(lab.shape[0], -1)
     if s.shape != lab.shape:
@@ -324,8 +331,8 @@ def binarize(maps: ArrayLike, gts: ArrayLike, protocol: LocProtocol | str) -> np
 # --------------------------------------------------------------------------------------- per-sample scores
 def ciou(pred: ArrayLike, gts: ArrayLike) -> np.ndarray:
     """Consensus IoU per sample: sum(P G) / (sum G + sum P [G = 0]); 0 when the denominator is 0 (4.2)."""
-    p = np.asarray(torch.as_tensor(pred).numpy()).reshape(len(pred), -1) > 0
-    g = np.asarray(torch.as_tensor(gts).numpy(), dtype=np.float64).reshape(len(gts), -1)
+    p = to_numpy(pred).reshape(len(pred), -1) > 0
+    g = np.asarray(to_numpy(gts), dtype=np.float64).reshape(len(gts), -1)
     inter = np.where(p, g, 0.0).sum(axis=1)
     den = g.sum(axis=1) + (p & (g == 0)).sum(axis=1)
     return np.divide(inter, den, out=np.zeros_like(inter), where=den > 0)
@@ -333,8 +340,8 @@ def ciou(pred: ArrayLike, gts: ArrayLike) -> np.ndarray:
 
 def iou(pred: ArrayLike, gts: ArrayLike) -> np.ndarray:
     """Plain binary IoU of P against ``G > 0`` (equals cIoU for binary GT); 0 for an empty union."""
-    p = np.asarray(torch.as_tensor(pred).numpy()).reshape(len(pred), -1) > 0
-    g = np.asarray(torch.as_tensor(gts).numpy()).reshape(len(gts), -1) > 0
+    p = to_numpy(pred).reshape(len(pred), -1) > 0
+    g = to_numpy(gts).reshape(len(gts), -1) > 0
     inter = (p & g).sum(axis=1).astype(np.float64)
     union = (p | g).sum(axis=1).astype(np.float64)
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
@@ -348,22 +355,26 @@ def oracle_ciou(gts: ArrayLike, protocol: LocProtocol | str) -> np.ndarray:
     frac_max) can select exactly the GT support, so their ceiling is 1 (0 for an empty GT).
     """
     protocol = get_protocol(protocol)
-    g = np.asarray(torch.as_tensor(gts).numpy(), dtype=np.float64)
+    g = np.asarray(to_numpy(gts), dtype=np.float32)
     g = g.reshape(len(g), -1)
     m = g.shape[1]
     n_gt = (g > 0).sum(axis=1)
-    g_sum = g.sum(axis=1)
+    g_sum = g.sum(axis=1, dtype=np.float64)
     idx = _rule_index(protocol, n_gt, m)
     if idx is None:
         return (g_sum > 0).astype(np.float64)
     n = (m - idx) - (1 if protocol.bin_cmp == "gt" else 0)
     n = np.clip(n, 0, m)
-    n_one = (g >= 1).sum(axis=1)
-    n_half = (g == 0.5).sum(axis=1)
+    if np.all(g_sum == n_gt):  # binary GT
+        n_one, n_half = n_gt, np.zeros_like(n_gt)
+    else:
+        n_one = (g >= 1).sum(axis=1)
+        n_half = (g == 0.5).sum(axis=1)
     if np.all(n_one + n_half == n_gt):  # {0, 0.5, 1} maps: closed form
         top = np.minimum(n, n_one) + 0.5 * np.clip(n - n_one, 0, n_half)
     else:  # arbitrary GT values: sum of the n largest
-        csum = np.concatenate([np.zeros((len(g), 1)), np.cumsum(-np.sort(-g, axis=1), axis=1)], axis=1)
+        desc = -np.sort(-g.astype(np.float64), axis=1)
+        csum = np.concatenate([np.zeros((len(g), 1)), np.cumsum(desc, axis=1)], axis=1)
         top = np.take_along_axis(csum, n[:, None], axis=1)[:, 0]
     den = g_sum + np.maximum(n - n_gt, 0)
     return np.divide(top, den, out=np.zeros_like(top), where=g_sum > 0)
@@ -416,11 +427,13 @@ def _score_chunk(p: np.ndarray, g: np.ndarray, protocol: LocProtocol, compute_ap
     else:
         thr = np.partition(p, int(idx[0]), axis=1)[:, int(idx[0])].copy()
     pred = _binarize_rows(p, thr, protocol.bin_cmp)
-    g64 = g.astype(np.float64, copy=False)
-    inter = np.where(pred, g64, 0.0).sum(axis=1)
-    g_sum = g64.sum(axis=1)
+    g_sum = g.sum(axis=1, dtype=np.float64)
     n_pred = pred.sum(axis=1)
     hit = (pred & pos).sum(axis=1)
+    binary = g_sum == n_gt  # {0, 1} GT: the overlap is the hit count, no float pass needed
+    inter = hit.astype(np.float64)
+    if not binary.all():
+        inter[~binary] = (pred[~binary] * g[~binary]).sum(axis=1, dtype=np.float64)
     fp = n_pred - hit
     den = g_sum + fp
     union = (n_pred + n_gt - hit).astype(np.float64)

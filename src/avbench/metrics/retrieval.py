@@ -78,7 +78,7 @@ def nn_acc(visual: ArrayLike, audio: ArrayLike, labels: ArrayLike, *, nn_referen
     """xNN-Acc (neighbour in the other modality) and wNN-Acc (same modality), each averaged over the two query
     modalities. ``nn_reference="test_loo"``: the test set itself, self excluded (for xNN the paired item too);
     ``"train"``: the given reference embeddings."""
-    y = np.asarray(torch.as_tensor(labels).cpu().numpy()).reshape(-1)
+    y = (labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)).reshape(-1)
     if nn_reference == "test_loo":
         rv, ra, ry, loo = visual, audio, y, True
     elif nn_reference == "train":
