@@ -16,6 +16,7 @@ validate(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.s
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthav.smk"
 include: "workflow/rules/metadata.smk"
+include: "workflow/rules/real.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/slice.smk"
 include: "workflow/rules/shards.smk"

@@ -70,10 +70,11 @@ def evaluate_single_source(model: torch.nn.Module, dataset: ClipDataset, protoco
         maps = model.localize(batch["image"], batch["spec"])
         for metric in metrics.values():
             metric.update(maps, batch["gt"])
-        v, a = model.embed(batch["image"], batch["spec"])
-        visual.append(v.numpy())
-        acoustic.append(a.numpy())
-        labels.append(batch["label_idx"].numpy())
+        if getattr(model, "requires_training", True):  # training-free baselines have no embeddings
+            v, a = model.embed(batch["image"], batch["spec"])
+            visual.append(v.numpy())
+            acoustic.append(a.numpy())
+            labels.append(batch["label_idx"].numpy())
         clip_ids += batch["clip_id"]
     results = {name: metric.compute() for name, metric in metrics.items()}
     per_sample = []
@@ -83,7 +84,7 @@ def evaluate_single_source(model: torch.nn.Module, dataset: ClipDataset, protoco
         frame.insert(1, "protocol", name)
         per_sample.append(frame)
     embeddings = {"visual": np.concatenate(visual), "audio": np.concatenate(acoustic),
-                  "labels": np.concatenate(labels)}
+                  "labels": np.concatenate(labels)} if visual else {}
     return results, pd.concat(per_sample, ignore_index=True), embeddings
 
 
@@ -112,8 +113,8 @@ def evaluate_duets(model: torch.nn.Module, dataset: ClipDataset, protocol: str, 
     return metric.compute()
 
 
-def _mixture_inputs(dataset: ClipDataset, pairs: pd.DataFrame, layout: str) -> Iterable[tuple]:
-    """Yield (images per source or canvas, mixture spectrogram, class ids, GT maps) for each pair."""
+def _mixture_inputs(dataset: ClipDataset, pairs: pd.DataFrame) -> Iterable[tuple]:
+    """Yield (item a, item b, mixture spectrogram, class ids, pair row) for each pair whose clips are present."""
     index = {clip.clip_id: i for i, clip in enumerate(dataset.clips)}
     for _, pair in pairs.iterrows():
         ia, ib = index.get(pair["id_a"]), index.get(pair["id_b"])
@@ -132,7 +133,7 @@ def evaluate_mixtures(model: torch.nn.Module, dataset: ClipDataset, pairs: pd.Da
     from avbench.metrics.multisource import MultiSourceMetric
 
     metric = MultiSourceMetric(PRESETS[protocol])
-    for item_a, item_b, spec, classes, pair in _mixture_inputs(dataset, pairs, layout):
+    for item_a, item_b, spec, classes, pair in _mixture_inputs(dataset, pairs):
         boxes = (json.loads(pair["boxes_a"]), json.loads(pair["boxes_b"]))
         if layout == "separate":
             images = torch.stack([item_a["image"], item_b["image"]])
@@ -149,10 +150,59 @@ def evaluate_mixtures(model: torch.nn.Module, dataset: ClipDataset, pairs: pd.Da
     return metric.compute()
 
 
+def evaluate_separation(model: torch.nn.Module, dataset: ClipDataset, pairs: pd.DataFrame) -> dict[str, float]:
+    """Mix-and-separate on the test pairs: each source is recovered from the mixture given its own frame.
+
+    References are the two centre-window waves; the unprocessed mixture is scored as every estimate too
+    (``sdr_mix``), and silent references are skipped and counted by the metric.
+    """
+    from avbench.metrics.separation import SeparationMetric
+
+    metric = SeparationMetric()
+    index = {clip.clip_id: i for i, clip in enumerate(dataset.clips)}
+    for _, pair in pairs.iterrows():
+        ia, ib = index.get(pair["id_a"]), index.get(pair["id_b"])
+        if ia is None or ib is None:
+            continue
+        refs = torch.stack([dataset._wave(dataset.clips[ia]), dataset._wave(dataset.clips[ib])])
+        mixture = refs.sum(0, keepdim=True)
+        images = torch.stack([dataset[ia]["image"], dataset[ib]["image"]])
+        with torch.no_grad():
+            ests = model.separate(mixture.expand(2, -1), images, dataset.sample_rate)
+        metric.update(refs.unsqueeze(0).numpy(), ests.unsqueeze(0).numpy(), mixture.numpy())
+    return metric.compute()
+
+
+def evaluate_segmentation(model: torch.nn.Module, dataset: ClipDataset, avsbench_root: Path, batch_size: int,
+                          gt_size: int) -> dict[str, float]:
+    """AVSBench-style masks of the centre frame (k = 3 of the 5 mask frames): min-max maps as probabilities,
+    thresholded at 0.5 (PROTOCOLS 4.9 default for weakly supervised localization)."""
+    from avbench.ids import clip_id
+    from avbench.metrics.localization import prepare_maps
+    from avbench.metrics.segmentation import SegmentationMetric
+    from avbench.sources.avsbench import avsbench_paths, read_avsbench_mask, read_avsbench_meta
+
+    meta = read_avsbench_meta(avsbench_root, "s4")
+    masks = {}
+    for row in meta.itertuples():
+        path = avsbench_paths(avsbench_root, "s4", row.name, row.split, row.category)["masks"][2]
+        masks[clip_id(row.name, int(row.start))] = path
+    metric = SegmentationMetric(input="prob", fscore_batch="video")
+    for batch in _batches(dataset, batch_size):
+        keep = [i for i, cid in enumerate(batch["clip_id"]) if cid in masks]
+        if not keep:
+            continue
+        maps = model.localize(batch["image"][keep], batch["spec"][keep])
+        probs = prepare_maps(maps, (gt_size, gt_size), "ezvsl_test")
+        gts = np.stack([read_avsbench_mask(masks[batch["clip_id"][i]], gt_size, gt_size) for i in keep])
+        metric.update(probs, gts, videos=[batch["clip_id"][i] for i in keep])
+    return metric.compute()
+
+
 def evaluate_method(
     method: str, method_cfg: dict[str, Any], *, test_shards: Path, model_path: str | None,
     duet_shards: str | None, mixtures: list[str], eval_cfg: dict[str, Any], seed: int, threads: int,
-    summary_path: Path, per_sample_path: Path, dataset: str,
+    summary_path: Path, per_sample_path: Path, dataset: str, avsbench_root: str | None = None,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -166,7 +216,8 @@ def evaluate_method(
     tasks: dict[str, dict[str, Any]] = {}
     single, per_sample, embeddings = evaluate_single_source(model, test, protocols, eval_cfg["batch_size"])
     tasks["localization"] = {name: {**values, "n": len(test)} for name, values in single.items()}
-    tasks["retrieval"] = {"test": {**evaluate_retrieval(embeddings), "n": len(test)}}
+    if embeddings:
+        tasks["retrieval"] = {"test": {**evaluate_retrieval(embeddings), "n": len(test)}}
     multisource: dict[str, Any] = {}
     if duet_shards:
         duets = ClipDataset(duet_shards, split_kind="test", **loader_kwargs)
@@ -179,6 +230,13 @@ def evaluate_method(
                                         "n": len(pairs)}
     if multisource:
         tasks["multisource"] = multisource
+    separate_pairs = [p for p in mixtures if Path(p).stem == "separate"]
+    if hasattr(model, "separate") and separate_pairs:
+        pairs = pd.read_parquet(separate_pairs[0])
+        tasks["separation"] = {"test": evaluate_separation(model, test, pairs)}
+    if avsbench_root:
+        tasks["segmentation"] = {"test": evaluate_segmentation(model, test, Path(avsbench_root),
+                                                               eval_cfg["batch_size"], gt_size)}
     summary = {"method": method, "dataset": dataset, "preset": method_cfg.get("preset"),
                "primary_protocol": primary, "data": data_cfg, "n_available": len(test), "tasks": tasks}
     io.write_parquet(per_sample_path, per_sample)

@@ -51,9 +51,62 @@ def manifest(*, manifest: str, dataset_cfg: dict, n_chunks: int, wildcards: dict
     else:
         from avbench.datasets import real_manifest
 
-        frame = real_manifest(dataset, dataset_cfg, metadata_dir=metadata_dir, n_chunks=n_chunks)
+        frame = real_manifest(dataset, dataset_cfg, metadata_dir=metadata_dir, n_chunks=n_chunks,
+                              files=inputs.get("metadata"), ingest=inputs.get("ingest"))
     io.write_parquet(manifest, frame)
     log.info("manifest %s: %d clips, splits %s", dataset, len(frame), frame["split"].value_counts().to_dict())
+
+
+# --- real datasets (avbench.datasets) --------------------------------------------------------------------
+def fetch_metadata(*, out: str, sidecar: str, name: str, urls: list[str], sha256: str | None,
+                   **_: Any) -> None:
+    from avbench.datasets import fetch_metadata_file
+
+    record = fetch_metadata_file(name, urls, out, expected_sha256=sha256)
+    if Path(sidecar).resolve() != Path(f"{out}.sha256.json").resolve():
+        raise ValueError(f"sidecar path {sidecar} is not {out}.sha256.json")
+    log.info("fetched %s from %s (%d bytes, sha256 %s)", name, record["url"], record["size"], record["sha256"])
+
+
+def check_placed(*, summary: str, metadata: list[str], dataset_cfg: dict, wildcards: dict, **_: Any) -> None:
+    from avbench.datasets import check_placed_tree, resolve_files
+
+    files = resolve_files(dataset_cfg, None, metadata)
+    result = check_placed_tree(wildcards["dataset"], dataset_cfg, files)
+    io.write_json(summary, result)
+    log.info("placed %s: %d items under %s", wildcards["dataset"], result["n_items"], result["root"])
+
+
+def ingest_placed(*, ingest: str, metadata: list[str], dataset_cfg: dict, video_dir: str, duration_s: float,
+                  threads: int, wildcards: dict, **_: Any) -> None:
+    from avbench.datasets import ingest_placed as ingest_items
+    from avbench.datasets import placed_items, resolve_files
+
+    files = resolve_files(dataset_cfg, None, metadata)
+    items = placed_items(wildcards["dataset"], dataset_cfg, files)
+    rows = ingest_items(items, video_dir, duration_s=duration_s, workers=threads)
+    io.write_parquet(ingest, rows)
+    log.info("ingest %s: %s", wildcards["dataset"], rows["status"].value_counts().to_dict())
+
+
+def official_pairs(*, manifest: str, metadata: list[str], pairs: str, dataset_cfg: dict, wildcards: dict,
+                   **_: Any) -> None:
+    from avbench.datasets import official_pairs as make_pairs
+    from avbench.datasets import resolve_files
+
+    frame = make_pairs(wildcards["dataset"], dataset_cfg, resolve_files(dataset_cfg, None, metadata),
+                       pd.read_parquet(manifest))
+    io.write_parquet(pairs, frame)
+    log.info("official pairs %s: %d", wildcards["dataset"], len(frame))
+
+
+def leakage_report(*, metadata: list[str], csv: str, md: str, workdir: str, **_: Any) -> None:
+    from avbench.datasets import leakage_report_from
+    from avbench.leakage import write_leakage_report
+
+    frame = leakage_report_from(metadata, workdir)
+    write_leakage_report(frame, csv, md)
+    log.info("leakage report: %d rows", len(frame))
 
 
 # --- media -----------------------------------------------------------------------------------------------
@@ -140,6 +193,7 @@ def evaluate(*, summary: str, per_sample: str, eval_cfg: dict, method_cfg: dict,
         duet_shards=inputs.get("duet"), mixtures=inputs.get("mixtures") or [], eval_cfg=eval_cfg, seed=seed,
         threads=threads, summary_path=Path(summary), per_sample_path=Path(per_sample),
         dataset=wildcards["dataset"],
+        avsbench_root=str(Path(inputs["s4_meta"]).parents[1]) if inputs.get("s4_meta") else None,
     )
 
 
@@ -154,6 +208,11 @@ STAGES: dict[str, Callable[..., None]] = {
     "synthav_spec": synthav_spec,
     "synthav_render": synthav_render,
     "manifest": manifest,
+    "fetch_metadata": fetch_metadata,
+    "check_placed": check_placed,
+    "ingest_placed": ingest_placed,
+    "official_pairs": official_pairs,
+    "leakage_report": leakage_report,
     "download": download,
     "slice": slice_clips,
     "shards": shards,

@@ -25,12 +25,26 @@ def benchmark_task(benchmark: str) -> str:
     return benchmark.rsplit("_", 1)[-1]
 
 
+def is_rate(key: str) -> bool:
+    """Metrics that are fractions in [0, 1] (reported in percent, as the papers do); dB and counts are not."""
+    unscaled = ("sdr", "sir", "sar")
+    if key == "n" or key.startswith("n_") or key.endswith(("_n", "_skipped")) or key.startswith("n_batches"):
+        return False
+    return not any(part in key for part in unscaled)
+
+
 def summary_rows(summary: dict[str, Any], task: str) -> list[dict[str, Any]]:
-    """Flatten one method's summary for one task into rows (one per protocol / evaluation set)."""
+    """Flatten one method's summary for one task into rows (one per protocol / evaluation set).
+
+    Rates become percentages; strings (e.g. the protocol name) and nested values are left out of the columns.
+    """
     rows = []
     for setting, metrics in summary.get("tasks", {}).get(task, {}).items():
         row = {"method": summary["method"], "setting": setting, "dataset": summary["dataset"]}
-        row.update({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
+        for key, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            row[key] = 100.0 * value if is_rate(key) and isinstance(value, float) else value
         rows.append(row)
     return rows
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SHARD_SPLITS_SYNTHAV = ("train", "test", "duet")
-TASKS = ("localization",)
+TASKS = ("localization", "multisource", "retrieval", "separation", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,82 @@ class WorkflowPaths:
 
     def all_targets(self) -> list[str]:
         targets = []
+        skipped = set(self.skipped_benchmarks())
         for benchmark in self.benchmarks():
+            if benchmark in skipped:
+                continue
             targets += [self.table(benchmark, ext) for ext in ("parquet", "csv", "md")]
-        return targets
+        return targets + self.real_targets()
+
+    # --- real datasets (additive: the SynthAV default config has none, so its targets are unchanged) ---------
+    def is_real(self, dataset: str) -> bool:
+        return self.source(dataset) != "synthav"
+
+    def dataset_cfg(self, dataset: str) -> dict[str, Any]:
+        return self.config["datasets"][dataset]
+
+    def metadata_dir(self) -> str | None:
+        return self.config.get("metadata_dir") or None
+
+    def metadata_path(self, rel: str) -> str:
+        """Where a metadata file is read from: ``metadata_dir`` if it holds it, else the fetch_metadata output."""
+        from avbench.datasets import resolve_metadata
+
+        return str(resolve_metadata(rel, self.metadata_dir(), self.root))
+
+    def manifest_metadata(self, dataset: str) -> list[str]:
+        from avbench.datasets import required_metadata
+
+        return [self.metadata_path(rel) for rel in required_metadata(self.dataset_cfg(dataset))]
+
+    def needs_placed(self, dataset: str) -> bool:
+        from avbench.datasets import needs_placed
+
+        return self.is_real(dataset) and needs_placed(self.dataset_cfg(dataset))
+
+    def placed_check(self, dataset: str) -> str:
+        return f"{self.root}/placed/{dataset}/check.json"
+
+    def placed_ingest(self, dataset: str) -> str:
+        return f"{self.root}/placed/{dataset}/ingest.parquet"
+
+    def placed_video_dir(self, dataset: str) -> str:
+        return f"{self.root}/placed/{dataset}/videos"
+
+    def pairs(self, dataset: str) -> str:
+        return f"{self.root}/pairs/{dataset}/official.parquet"
+
+    def leakage_report(self, ext: str) -> str:
+        return f"{self.root}/reports/leakage.{ext}"
+
+    def leakage_metadata(self) -> list[str]:
+        from avbench.datasets import leakage_files
+
+        return [self.metadata_path(rel) for rel in leakage_files()]
+
+    def skipped_benchmarks(self) -> list[str]:
+        """Benchmarks on placed datasets whose ``root`` is unset: skipped (PROTOCOLS 1.8: run without them)."""
+        out = []
+        for benchmark in self.benchmarks():
+            dataset = self.benchmark_dataset(benchmark)
+            if self.needs_placed(dataset) and not self.dataset_cfg(dataset).get("root"):
+                out.append(benchmark)
+        return out
+
+    def real_targets(self) -> list[str]:
+        """Leakage report (when metadata_dir is set or a benchmark uses a real dataset) and the official pair
+        sets of the multi-source / separation benchmarks."""
+        from avbench.datasets import has_official_pairs
+
+        skipped = set(self.skipped_benchmarks())
+        active = [b for b in self.benchmarks() if b not in skipped]
+        real = [b for b in active if self.is_real(self.benchmark_dataset(b))]
+        targets = []
+        if self.metadata_dir() or real:
+            targets += [self.leakage_report("csv"), self.leakage_report("md")]
+        for benchmark in real:
+            dataset = self.benchmark_dataset(benchmark)
+            if benchmark.rsplit("_", 1)[-1] in ("multisource", "separation") and has_official_pairs(
+                    self.dataset_cfg(dataset)):
+                targets.append(self.pairs(dataset))
+        return list(dict.fromkeys(targets))

@@ -27,7 +27,11 @@ def manifest_inputs(wildcards):
             "vggss_json": f"{paths.synthav_dir(wildcards.dataset)}/metadata/vggss.json",
             "duet_json": f"{paths.synthav_dir(wildcards.dataset)}/metadata/music_duet.json",
         }
-    return {}
+    # real sources: their metadata files (metadata_dir or fetch_metadata) and, for placed media, the ingest table
+    inputs = {"metadata": paths.manifest_metadata(wildcards.dataset)}
+    if paths.needs_placed(wildcards.dataset):
+        inputs["ingest"] = paths.placed_ingest(wildcards.dataset)
+    return inputs
 
 
 def download_inputs(wildcards):
@@ -49,4 +53,5 @@ def eval_inputs(wildcards):
     if paths.source(wildcards.dataset) == "synthav":
         inputs["duet"] = paths.shard_dir(wildcards.dataset, "duet")
         inputs["mixtures"] = [paths.mixtures(wildcards.dataset, l) for l in config["mixtures"]["layouts"]]
+        inputs["s4_meta"] = f"{paths.synthav_dir(wildcards.dataset)}/metadata/avsbench/Single-source/s4_meta_data.csv"
     return inputs

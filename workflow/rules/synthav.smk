@@ -8,6 +8,7 @@ rule synthav_spec:
         vggss_json=f"{R}/synthav/{{dataset}}/metadata/vggss.json",
         duet_json=f"{R}/synthav/{{dataset}}/metadata/music_duet.json",
         corpus_json=f"{R}/synthav/{{dataset}}/metadata/synthav.json",
+        s4_meta=f"{R}/synthav/{{dataset}}/metadata/avsbench/Single-source/s4_meta_data.csv",
     params:
         dataset_cfg=lambda w: config["datasets"][w.dataset],
         seed=config["seed"],

@@ -101,7 +101,7 @@ def meta_csv_path(root: PathLike, subset: str) -> Path:
 def read_avsbench_meta(root: PathLike, subset: str) -> pd.DataFrame:
     """Official ``s4_meta_data.csv`` (header; by position ``name, start, category, split``) or
     ``ms3_meta_data.csv`` (header; by position ``video_id, split``). Columns: ``name, split, category``
-    (``None`` for MS3).
+    (``None`` for MS3), ``start`` (S4's second column as written; ``None`` for MS3).
     """
     path = meta_csv_path(root, subset)
     rows = read_rows(path)[1:]  # header names differ between releases: read by position
@@ -110,12 +110,12 @@ def read_avsbench_meta(root: PathLike, subset: str) -> pd.DataFrame:
         if subset == "s4":
             if len(fields) < 4:
                 raise row_error(path, n, f"expected name,start,category,split: {fields}")
-            out.append((fields[0], fields[3], fields[2]))
+            out.append((fields[0], fields[3], fields[2], fields[1]))
         else:
             if len(fields) < 2:
                 raise row_error(path, n, f"expected video_id,split: {fields}")
-            out.append((fields[0], fields[-1], None))
-    return pd.DataFrame(out, columns=["name", "split", "category"])
+            out.append((fields[0], fields[-1], None, None))
+    return pd.DataFrame(out, columns=["name", "split", "category", "start"])
 
 
 def avsbench_paths(root: PathLike, subset: str, name: str, split: str, category: str | None = None) -> dict:

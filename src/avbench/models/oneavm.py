@@ -1,0 +1,218 @@
+"""OneAVM (Mo & Morgado, ICML 2023; no public code) - PROTOCOLS 6.3, paper sections 3.2-3.4.
+
+Shared two-stream encoders (ResNet-18 trunks: visual ImageNet-initialisable, audio from scratch on the log-(mel)
+spectrogram) with one linear head per modality per objective:
+
+* CL (Eq. 1-2): ``s_ij = cos(a_i^glb, v_j^glb) + max_xy cos(a_i^loc, v_j^loc(xy))``, symmetric InfoNCE over the
+  batch; ``v^glb = g_v^glb(max_xy v^xy)`` (global max-pool).
+* MAS (Eq. 3-4): ``a_m = a_i + a_j`` (partner = rolled batch, ``separation.partner_permutation``), a U-Net mask
+  decoder ``g_sep(a_m, v_i)`` predicts the mask of source i on the mixture STFT; BCE on binary dominance targets.
+* MVA (Eq. 5): ``v_m = alpha * v_i + (1 - alpha) * v_j`` (pixel-space mixup), separate heads ``g^mva``,
+  ``alpha * L_CL(V_m, a_i) + (1 - alpha) * L_CL(V_m, a_j)``; L_CL there is the multiple-instance (max over
+  locations of the mixed frame) form [ours reading, PROTOCOLS 6.3].
+* Total (Eq. 6): ``L = mean_i(L_CL + L_MAS + L_MVA)``, no weights.
+
+[ours] decisions where the paper is silent: tau 0.03 (EZ-VSL lineage); audio global max-pool (EZ-VSL); the MAS
+decoder is ``separation.MaskUNet`` on the mixture STFT log-magnitude, FiLM-conditioned on the concatenation of the
+base frame's max-pooled visual trunk feature and the max-pooled audio-trunk feature of the mixture spectrogram
+(the paper: "the decoder receives the representations of the audio mixture and the visual embeddings of the base
+sample"), so MAS gradients reach both shared encoders; the STFT recipe is a constructor kwarg (paper: the 8 kHz
+50/25 ms front end; cpu: 16 kHz 512/256); the MAS mixture is built from the batch's centre-window waves (the data
+section must set ``return_wave: true``); MVA's partner is the same rolled batch as MAS's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avbench.audio import spectrogram
+from avbench.losses import mil_contrastive_loss, symmetric_ce
+from avbench.models import separation as sep
+from avbench.models.encoders import ResNet18Trunk, load_torchvision_weights
+from avbench.models.registry import register
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Paper recipe (section 4 "Implementation"): 224 px, 3 s at 8 kHz -> 128x128, ResNet-18 x2, U-Net depth 8,
+    # alpha 0.5, Adam 1e-4, batch 128, 20 epochs. D not stated: 512 (ResNet-18 width) [ours].
+    "paper": {
+        "model": {"dim": 512, "width": 64, "audio_width": 64, "last_stride": 2, "tau": 0.03,
+                  "alpha": 0.5, "decoder_depth": 8, "decoder_levels": 6, "decoder_base": 32,
+                  "frontend": "oneavm_8k_128x128", "stft": "oneavm_8k", "mas_weighting": "none"},
+        "data": {"image_size": 224, "frontend": "oneavm_8k_128x128", "audio_duration_s": 3.0, "return_wave": True},
+        "train": {"epochs": 20, "batch_size": 128, "lr": 1e-4},
+    },
+    # [ours] CPU recipe for the SynthAV demo (<= 60 s on 2 cores): EZ-VSL cpu encoders (width 16, 112 px, stride
+    # 16 -> 7x7 maps), 64-mel audio, a small U-Net (4 levels, 4 transposed convs, base 8 channels) on a 16 kHz
+    # 512/256 STFT. The SoP per-bin weighting focuses the short MAS training on the energetic bins that dominate SDR.
+    "cpu": {
+        "model": {"dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
+                  "alpha": 0.5, "decoder_depth": 4, "decoder_levels": 4, "decoder_base": 8,
+                  "frontend": "mel64_16k", "stft": "cpu_16k", "mas_weighting": "sop"},
+        "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0, "return_wave": True},
+        "train": {"epochs": 6, "batch_size": 32, "lr": 1e-3},
+    },
+}
+
+
+@register("oneavm", presets=PRESETS)
+class OneAVM(nn.Module):
+    """OneAVM. Ablation switches (constructor kwargs):
+
+    ``use_cl`` / ``use_mas`` / ``use_mva`` (bool, default True): include L_CL / L_MAS / L_MVA in Eq. (6).
+    ``alpha`` (0.5): MVA mix-up coefficient. ``decoder_depth`` (8; paper ablation {4, 8, 12, 16}): transposed-conv
+    layers of the MAS decoder. ``mas_target``: ``dominance`` (|X_i| > |X_j|, default) or ``as_printed``
+    (|X_i| > |X_m|). ``mas_weighting``: ``none`` (Eq. 4: plain mean BCE) or ``sop`` (log1p|X_mix| bin weights).
+    Other kwargs: ``dim``, ``width``/``audio_width``, ``last_stride``, ``tau``, ``pretrained_path`` (ImageNet
+    ResNet-18 state_dict file), ``frontend`` (spectrogram front end of the mixtures: must equal the data
+    section's), ``sample_rate`` (rate of the batch waves), ``stft`` (``separation.STFT_PRESETS`` name),
+    ``decoder_levels``, ``decoder_base``.
+    """
+
+    requires_training = True
+
+    def __init__(
+        self,
+        dim: int = 512,
+        width: int = 64,
+        audio_width: int | None = None,
+        last_stride: int = 2,
+        tau: float = 0.03,
+        alpha: float = 0.5,
+        use_cl: bool = True,
+        use_mas: bool = True,
+        use_mva: bool = True,
+        decoder_depth: int = 8,
+        decoder_levels: int = 4,
+        decoder_base: int = 16,
+        mas_target: sep.MaskTarget = "dominance",
+        mas_weighting: str = "none",
+        frontend: str = "mel64_16k",
+        sample_rate: int = 16000,
+        stft: str = "cpu_16k",
+        pretrained_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not (use_cl or use_mas or use_mva):
+            raise ValueError("OneAVM needs at least one of use_cl, use_mas, use_mva")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if mas_target not in ("dominance", "as_printed"):
+            raise ValueError(f"mas_target must be 'dominance' or 'as_printed', got {mas_target!r}")
+        if mas_weighting not in ("none", "sop"):
+            raise ValueError(f"mas_weighting must be 'none' or 'sop', got {mas_weighting!r}")
+        audio_width = audio_width or width
+        self.tau, self.alpha = float(tau), float(alpha)
+        self.use_cl, self.use_mas, self.use_mva = bool(use_cl), bool(use_mas), bool(use_mva)
+        self.mas_target, self.mas_weighting = mas_target, mas_weighting
+        self.frontend, self.sample_rate = frontend, int(sample_rate)
+        self.stft_cfg = sep.get_stft(stft)
+        self.visual = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride)
+        if pretrained_path:
+            load_torchvision_weights(self.visual, pretrained_path)
+        self.audio = ResNet18Trunk(width=audio_width, in_channels=1)
+        cv, ca = self.visual.out_channels, self.audio.out_channels
+        # One linear projection head per modality per objective (paper section 4).
+        self.g_v_glb, self.g_a_glb = nn.Linear(cv, dim), nn.Linear(ca, dim)
+        self.g_v_loc, self.g_a_loc = nn.Conv2d(cv, dim, 1), nn.Linear(ca, dim)
+        self.g_v_mva, self.g_a_mva = nn.Conv2d(cv, dim, 1), nn.Linear(ca, dim)
+        self.g_sep = sep.MaskUNet(cond_dim=cv + ca, depth=decoder_depth, levels=decoder_levels, base=decoder_base)
+
+    # ------------------------------------------------------------------------------------------ features
+    def _audio_feat(self, specs: torch.Tensor) -> torch.Tensor:
+        return torch.amax(self.audio(specs), dim=(-2, -1))  # global max-pool (EZ-VSL) [ours]
+
+    def _heads(self, vmap: torch.Tensor, afeat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "v_glb": F.normalize(self.g_v_glb(vmap.amax(dim=(-2, -1))), dim=1),  # g_v^glb(max_xy v^xy)
+            "v_loc": F.normalize(self.g_v_loc(vmap), dim=1),
+            "a_glb": F.normalize(self.g_a_glb(afeat), dim=1),
+            "a_loc": F.normalize(self.g_a_loc(afeat), dim=1),
+        }
+
+    def scores(self, h: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. (1): ``s[i, j] = cos(a_i^glb, v_j^glb) + max_xy cos(a_i^loc, v_j^loc(xy))``, rows = audio."""
+        glb = h["a_glb"] @ h["v_glb"].t()
+        loc = torch.einsum("jdhw,id->ijhw", h["v_loc"], h["a_loc"]).flatten(-2).amax(dim=-1)
+        return glb + loc
+
+    # ------------------------------------------------------------------------------------------ losses
+    def cl_loss(self, h: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. (2) averaged over i: both directions of InfoNCE on ``s / tau`` (B - 1 in-batch negatives)."""
+        return symmetric_ce(self.scores(h).float() / self.tau)
+
+    def mva_loss(self, mixed_vmap: torch.Tensor, afeat: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+        """Eq. (5): ``alpha L_CL(V_m, a_i) + (1 - alpha) L_CL(V_m, a_j)`` with MIL (max over xy) similarities."""
+        v = F.normalize(self.g_v_mva(mixed_vmap), dim=1)
+        a = F.normalize(self.g_a_mva(afeat), dim=1)
+        loss_i, _ = mil_contrastive_loss(v, a, self.tau)
+        loss_j, _ = mil_contrastive_loss(v, a[partner], self.tau)
+        return self.alpha * loss_i + (1.0 - self.alpha) * loss_j
+
+    def _mixture(self, wave: torch.Tensor, partner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mixture spectrogram [B,1,F,T], X_src [B,F',T'], X_mix)``; STFT is linear so X_mix = X_i + X_j."""
+        with torch.no_grad():
+            mix = wave + wave[partner]
+            spec_m = spectrogram(mix, self.sample_rate, self.frontend).unsqueeze(1).float()
+            x_src = sep.stft(wave, self.stft_cfg, self.sample_rate)
+            x_mix = x_src + x_src[partner]
+        return spec_m, x_src, x_mix
+
+    def mask_logits(self, x_mix: torch.Tensor, vmap: torch.Tensor, spec_mix: torch.Tensor) -> torch.Tensor:
+        """``g_sep(a_m, v_i)``: mask logits ``[B, F, T]`` on the mixture STFT grid."""
+        cond = torch.cat([vmap.amax(dim=(-2, -1)), self._audio_feat(spec_mix)], dim=1)
+        return self.g_sep(sep.log_magnitude(x_mix), cond)
+
+    def mas_loss(self, wave: torch.Tensor, vmap: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+        """Eq. (3)-(4): BCE between the predicted mask of source i and its binary dominance target."""
+        spec_m, x_src, x_mix = self._mixture(wave, partner)
+        logits = self.mask_logits(x_mix, vmap, spec_m)
+        mag_i, mag_j = x_src.abs(), x_src[partner].abs()
+        target = sep.dominance_mask(mag_i, mag_j, x_mix.abs(), self.mas_target)
+        weight = sep.bin_weights(x_mix.abs()) if self.mas_weighting == "sop" else None
+        return sep.mask_bce(logits.float(), target, weight)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        images, specs = batch["image"], batch["spec"]
+        partner = sep.partner_permutation(batch["label_idx"].to(images.device))
+        vmap = self.visual(images)
+        afeat = self._audio_feat(specs)
+        out: dict[str, torch.Tensor] = {}
+        if self.use_cl:
+            out["loss_cl"] = self.cl_loss(self._heads(vmap, afeat))
+        if self.use_mva:
+            mixed = self.alpha * images + (1.0 - self.alpha) * images[partner]  # pixel-space mixup
+            out["loss_mva"] = self.mva_loss(self.visual(mixed), afeat, partner)
+        if self.use_mas:
+            if "wave" not in batch:
+                raise KeyError("OneAVM's MAS needs batch['wave']: load the data with return_wave=True "
+                               "(preset data section) or set use_mas=False")
+            out["loss_mas"] = self.mas_loss(batch["wave"].float(), vmap, partner)
+        out["loss"] = sum(out.values())  # Eq. (6): unweighted sum, each term already a batch mean
+        return out
+
+    # ------------------------------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def localize(self, images: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:
+        """``cos(a^loc, v^loc(xy))`` per sample: ``[B, h, w]`` (the local term of Eq. 1)."""
+        h = self._heads(self.visual(images), self._audio_feat(specs))
+        return torch.einsum("ndhw,nd->nhw", h["v_loc"], h["a_loc"]).float()
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, specs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global unit-norm ``(g_v^glb(max_xy v), g_a^glb(a))``."""
+        h = self._heads(self.visual(images), self._audio_feat(specs))
+        return h["v_glb"].float(), h["a_glb"].float()
+
+    @torch.no_grad()
+    def separate(self, mixture_wave: torch.Tensor, images: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Source shown in each image from ``mixture_wave [B, n]``: binarised mask x mixture STFT, iSTFT."""
+        mix = mixture_wave.float()
+        spec_m = spectrogram(mix, sample_rate, self.frontend).unsqueeze(1).float()
+        x_mix = sep.stft(mix, self.stft_cfg, sample_rate)
+        logits = self.mask_logits(x_mix, self.visual(images), spec_m)
+        est = sep.istft(sep.apply_mask(x_mix, logits, binarize=True), self.stft_cfg, sample_rate, mix.shape[-1])
+        return est.clamp(-1.0, 1.0)

@@ -1,0 +1,281 @@
+"""Real-dataset manifests on the real metadata, placed-media checks, metadata fetch, leakage report."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avbench import datasets
+from avbench.manifest import MANIFEST_COLUMNS
+from avbench.sources.subsets import read_clip_ids
+from avbench.sources.vggss import read_labeled_clip_list
+from avbench.sources.vggsound import read_vggsound_test
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AVBENCH_SHARED") or REPO.parent / "shared")
+META = SHARED / "metadata"
+
+pytestmark = pytest.mark.skipif(not (META / "vggss" / "vggss.json").is_file(),
+                                reason=f"shared metadata not found at {META} (set AVBENCH_SHARED)")
+
+
+def _link_tree(root: Path, rels: list[str]) -> Path:
+    """A metadata_dir with some shared files linked in (the tests add their own small files next to them)."""
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(META / rel)
+    return root
+
+
+def _check_contract(frame: pd.DataFrame, n_chunks: int) -> None:
+    assert list(frame.columns) == MANIFEST_COLUMNS
+    assert frame["clip_id"].is_unique
+    assert frame["chunk"].between(0, n_chunks - 1).all()
+    assert (frame["label_idx"] == frame["label"].map({k: i for i, k in enumerate(sorted(set(frame["label"])))})).all()
+
+
+# --- YouTube datasets ------------------------------------------------------------------------------------
+def test_vggss_test_split_is_the_5158_boxed_clips() -> None:
+    frame = datasets.real_manifest("vggss", {"source": "vggss", "train_list": "acl_vggss_10k"},
+                                   metadata_dir=META, n_chunks=8)
+    _check_contract(frame, 8)
+    test = frame[frame["split"] == "test"]
+    assert len(test) == 5158
+    assert (test["boxes"].map(json.loads).map(len) > 0).all()
+    assert test["url"].str.startswith("https://www.youtube.com/watch?v=").all()
+    train = frame[frame["split"] == "train"]
+    assert not set(train["clip_id"]) & set(test["clip_id"])  # one split per clip
+    assert 0 < len(train) <= 10000
+
+
+def test_vggss_10k_labels_from_vggsound_csv_and_clean_mode(tmp_path: Path) -> None:
+    md = _link_tree(tmp_path, ["vggss/vggss.json", "vggsound/test.csv", "vggsound_subsets/vggss_10k.txt"])
+    # A small vggsound.csv: labels of the 10k ids known from the ACL-SSL 10k list (7,222) or from test.csv (787).
+    acl = read_labeled_clip_list(META / "vggsound_subsets/acl-ssl/vggss_10k.csv").set_index("clip_id")["label"]
+    test_labels = read_vggsound_test(META / "vggsound/test.csv").set_index("clip_id")["label"]
+    known = {**acl.to_dict(), **test_labels.to_dict()}
+    ids = read_clip_ids(META / "vggsound_subsets/vggss_10k.txt")["clip_id"]
+    labelled = [c for c in ids if c in known]
+    rows = pd.DataFrame({"ytid": [c[:11] for c in labelled], "start": [int(c[12:]) for c in labelled],
+                         "label": [known[c] for c in labelled],
+                         "split": ["test" if c in test_labels.index else "train" for c in labelled]})
+    rows.to_csv(md / "vggsound/vggsound.csv", header=False, index=False)
+
+    cfg = {"source": "vggss", "train_list": "vggss_10k"}
+    original = datasets.real_manifest("v", cfg, metadata_dir=md, n_chunks=4)
+    clean = datasets.real_manifest("v", {**cfg, "train_list_mode": "clean"}, metadata_dir=md, n_chunks=4)
+    vggss_ids = set(original.loc[original["split"] == "test", "clip_id"])
+    vggsound_test = set(read_vggsound_test(META / "vggsound/test.csv")["clip_id"])
+    train_o = set(original.loc[original["split"] == "train", "clip_id"])
+    train_c = set(clean.loc[clean["split"] == "train", "clip_id"])
+    assert train_o == set(labelled) - vggss_ids  # ids without a vggsound.csv row are dropped, test wins
+    assert train_c == set(labelled) - vggss_ids - vggsound_test
+    assert len(train_o - train_c) == 787 - 238 and not train_c & vggsound_test  # PROTOCOLS 1.11 overlaps
+
+
+def test_vggss_heard_test_list() -> None:
+    cfg = {"source": "vggss", "train_list": "acl_vggss_heard", "test_list": "vggss_unheard"}
+    frame = datasets.real_manifest("vggss_unheard", cfg, metadata_dir=META, n_chunks=2)
+    assert (frame["split"] == "test").sum() == 2575
+
+
+def test_vggsound_single_labels_train_reconstruction_and_duet_pairs(tmp_path: Path) -> None:
+    md = _link_tree(tmp_path, ["vggss/vggss.json", "vggsound_single/vggsound_single_test.csv",
+                               "vggsound_single/vggsound_duet_test.csv"])
+    (md / "vggsound").mkdir()
+    (md / "vggsound/vggsound.csv").write_text(  # 221-class train row, test-split row, a class outside VGG-SS
+        '--9O4XZOge4,30,"playing violin, fiddle",train\nzpWuikVorYg,32,elk bugling,test\n'
+        "aaaaaaaaaaa,10,this is not a vggss class,train\n")
+    cfg = {"source": "vggsound_single"}
+    frame = datasets.real_manifest("vggsound_single", cfg, metadata_dir=md, n_chunks=4)
+    _check_contract(frame, 4)
+    test = frame[frame["split"] == "test"]
+    assert len(test) == 5158 and "playing violin, fiddle" in set(test["label"])  # AVGN spelling mapped back
+    assert frame.loc[frame["split"] == "train", "clip_id"].tolist() == ["--9O4XZOge4_000030"]
+    files = datasets.resolve_files(cfg, md)
+    pairs = datasets.official_pairs("vggsound_single", cfg, files, frame)
+    assert len(pairs) == 5158 and int((pairs["cls_a"] == pairs["cls_b"]).sum()) == 22
+
+
+def test_vggsound_music_eval_clips_in_train_label_space() -> None:
+    cfg = {"source": "vggsound_music"}
+    frame = datasets.real_manifest("vggsound_music", cfg, metadata_dir=META, n_chunks=4)
+    test, train = frame[frame["split"] == "test"], frame[frame["split"] == "train"]
+    assert len(test) == 1201 and (test["boxes"] != "[]").all()
+    assert set(test["label"]) <= set(train["label"]) and frame["label"].nunique() == 49
+    pairs = datasets.official_pairs("vggsound_music", cfg, datasets.resolve_files(cfg, META), frame)
+    assert pairs["sep_type"].value_counts().to_dict() == {"Easy": 910, "Hard": 291}
+
+
+def test_music_avgn_boxes_duets_and_disjoint_videos() -> None:
+    cfg = {"source": "music", "train_list": "solo_duet", "test_list": "avgn"}
+    frame = datasets.real_manifest("music", cfg, metadata_dir=META, n_chunks=4)
+    _check_contract(frame, 4)
+    test, duet, train = (frame[frame["split"] == s] for s in ("test", "duet", "train"))
+    assert len(test) > 0 and (test["boxes"].map(json.loads).map(len) == 1).all()
+    assert (duet["sources"].map(json.loads).map(len) == 2).all()
+    assert not set(train["ytid"]) & (set(test["ytid"]) | set(duet["ytid"]))
+    box = json.loads(test["boxes"].iloc[0])[0]
+    assert box[2] > box[0] and box[3] > box[1]  # xywh decoded to xyxy
+
+
+def test_unknown_list_name_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="train_list must be one of"):
+        datasets.required_metadata({"source": "vggss", "train_list": "vggss_999k"})
+
+
+# --- placed media ----------------------------------------------------------------------------------------
+def test_placed_check_names_missing_paths_and_how_to_get_them(tmp_path: Path) -> None:
+    root = tmp_path / "flickr"
+    cfg = {"source": "flickr", "root": str(root), "train_list": "flickr_10k", "test_list": "slavc"}
+    files = datasets.resolve_files(cfg, META)
+    with pytest.raises(datasets.PlacedDataError) as err:
+        datasets.check_placed_tree("flickr", cfg, files)
+    assert str(root / "Annotations") in str(err.value) and "drive.google.com" in str(err.value)
+
+    avs = {"source": "avsbench", "root": str(tmp_path / "avs"), "test_list": "s4"}
+    with pytest.raises(datasets.PlacedDataError, match="s4_meta_data.csv") as err:
+        datasets.check_placed_tree("avsbench_s4", avs, datasets.resolve_files(avs, META))
+    assert "forms.gle" in str(err.value)
+
+    ins = {"source": "vggsound_instruments", "root": str(tmp_path / "ins")}
+    (tmp_path / "ins" / "frames").mkdir(parents=True)
+    with pytest.raises(datasets.PlacedDataError, match="masks") as err:
+        datasets.check_placed_tree("ins", ins, datasets.resolve_files(ins, META))
+    assert "mix-localize" in str(err.value)
+
+    with pytest.raises(datasets.PlacedDataError, match="root"):
+        datasets.check_placed_tree("x", {"source": "flickr"}, files)
+
+
+def _fake_flickr(tmp_path: Path) -> tuple[Path, Path]:
+    from PIL import Image
+
+    md, root = tmp_path / "md", tmp_path / "root"
+    (md / "flickr/slavc").mkdir(parents=True)
+    (md / "flickr/slavc/flickr_test.csv").write_text("1000000001,1\r\n")
+    (md / "flickr/slavc/flickr_10k.txt").write_text("2000000001\n1000000001\n")
+    for sub in ("Annotations", "frames", "audio"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    import soundfile as sf
+
+    for fid in ("1000000001", "2000000001"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "frames" / f"{fid}.jpg")
+        sf.write(root / "audio" / f"{fid}.wav", 0.1 * np.sin(np.arange(16000 * 12) / 9.0), 16000)
+    boxes = "".join(f"<bbox><i>{i}</i><a>32</a><b>64</b><c>160</c><d>192</d></bbox>" for i in range(3))
+    (root / "Annotations" / "1000000001.xml").write_text(f"<annotation>{boxes}</annotation>")
+    return md, root
+
+
+def test_placed_flickr_flows_through_download_and_slice(tmp_path: Path) -> None:
+    """check_placed -> ingest_placed -> manifest (file:// URLs) -> download -> slice -> shards, for real."""
+    md, root = _fake_flickr(tmp_path)
+    (tmp_path / "cfg.yaml").write_text(json.dumps({
+        "metadata_dir": str(md), "n_chunks": 1, "benchmarks": ["flk_localization"],
+        "datasets": {"flk": {"source": "flickr", "train_list": "flickr_10k", "test_list": "slavc",
+                             "root": str(root)}},
+    }))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "cfg.yaml"), "--cores", "2", "results/shards/flk/test"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = tmp_path / "results"
+    assert json.loads((res / "placed/flk/check.json").read_text())["n_items"] == 1
+    manifest = pd.read_parquet(res / "manifests/flk/clips.parquet").set_index("clip_id")
+    assert manifest.loc["1000000001", "split"] == "test" and manifest.loc["2000000001", "split"] == "train"
+    assert manifest.loc["1000000001", "url"].startswith("file://")
+    assert len(json.loads(manifest.loc["1000000001", "boxes"])) == 3  # every annotator's box, /256
+    sliced = pd.read_parquet(res / "status/flk/slice/chunk000.parquet").set_index("clip_id")
+    assert sliced.loc["1000000001", "status"] == "ok" and sliced.loc["1000000001", "width"] == 64
+    assert json.loads((res / "shards/flk/test/index.json").read_text())["n_samples"] == 1
+
+
+# --- metadata fetch --------------------------------------------------------------------------------------
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        body = self.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.end_headers()
+        self.wfile.write(body or b"not found")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fetch_falls_back_and_records_sidecar(server: str, tmp_path: Path) -> None:
+    body = b'--9O4XZOge4,30,"female speech, woman speaking",train\r\nzpWuikVorYg,32,elk bugling,test'
+    _Handler.files = {"/mirror/vggsound.csv": body}
+    out = tmp_path / "vggsound" / "vggsound.csv"
+    urls = [f"{server}/official/vggsound.csv", f"{server}/mirror/vggsound.csv"]
+    record = datasets.fetch_metadata_file("vggsound/vggsound.csv", urls, out,
+                                          expected_sha256=hashlib.sha256(body).hexdigest())
+    assert out.read_bytes() == body
+    sidecar = json.loads(Path(f"{out}.sha256.json").read_text())
+    assert sidecar == record and sidecar["url"] == urls[1] and sidecar["rows"] == 2
+    assert sidecar["size"] == len(body) and "404" in sidecar["tried"][0]
+
+
+def test_fetch_checksum_mismatch_names_every_url(server: str, tmp_path: Path) -> None:
+    _Handler.files = {"/a/vggss.json": b"[]", "/b/vggss.json": b"[1]"}
+    urls = [f"{server}/a/vggss.json", f"{server}/b/vggss.json"]
+    out = tmp_path / "vggss.json"
+    with pytest.raises(datasets.FetchError) as err:
+        datasets.fetch_metadata_file("vggss/vggss.json", urls, out,
+                                     expected_sha256=datasets.METADATA["vggss/vggss.json"].sha256)
+    assert all(u in str(err.value) for u in urls) and "ae300b4a" in str(err.value)
+    assert not out.exists() and not Path(f"{out}.sha256.json").exists()
+
+
+def test_metadata_sources_resolution_and_overrides(tmp_path: Path) -> None:
+    src = datasets.metadata_source("vggsound/vggsound.csv")
+    assert src.urls[0].startswith("https://www.robots.ox.ac.uk/") and "hche11/VGGSound" in src.urls[1]
+    assert datasets.metadata_source("vggss/vggss.json").sha256.startswith("ae300b4a")
+    assert datasets.metadata_source("vggss/vggss.json", {"vggss/vggss.json": "http://x/y"}).urls == ("http://x/y",)
+    assert datasets.resolve_metadata("vggss/vggss.json", META, "res") == META / "vggss/vggss.json"
+    assert datasets.resolve_metadata("vggsound/vggsound.csv", META, "res") == Path("res/metadata/vggsound/vggsound.csv")
+
+
+# --- leakage report --------------------------------------------------------------------------------------
+def test_leakage_report_stage_from_two_roots(tmp_path: Path) -> None:
+    from avbench.stages import leakage_report
+
+    # half the files "downloaded" into another root: the stage links them into one layout
+    other = tmp_path / "downloaded"
+    files = []
+    for i, rel in enumerate(datasets.leakage_files()):
+        if i % 2:
+            (other / rel).parent.mkdir(parents=True, exist_ok=True)
+            (other / rel).symlink_to(META / rel)
+            files.append(str(other / rel))
+        else:
+            files.append(str(META / rel))
+    csv, md = tmp_path / "reports/leakage.csv", tmp_path / "reports/leakage.md"
+    leakage_report(metadata=files, csv=str(csv), md=str(md), workdir=str(tmp_path / "work"))
+    report = pd.read_csv(csv).set_index(["train", "test"])
+    assert report.loc[("vggss_144k", "vggsound_test"), "clip_overlap"] == 11163
+    assert report.loc[("vggss_144k", "vggss_test"), "clip_overlap"] == 3709
+    assert md.read_text().startswith("# Train/test leakage")
