@@ -19,8 +19,8 @@ import pytest
 from avbench import datasets
 from avbench.manifest import MANIFEST_COLUMNS
 from avbench.sources.subsets import read_clip_ids
-from avbench.sources.vggss import read_labeled_clip_list
 from avbench.sources.vggsound import read_vggsound_test
+from avbench.sources.vggss import read_labeled_clip_list
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AVBENCH_SHARED") or REPO.parent / "shared")
@@ -85,7 +85,7 @@ def test_vggss_10k_labels_from_vggsound_csv_and_clean_mode(tmp_path: Path) -> No
 
 
 def test_vggss_heard_test_list() -> None:
-    cfg = {"source": "vggss", "train_list": "acl_vggss_heard", "test_list": "vggss_unheard"}
+    cfg = {"source": "vggss", "train_list": "acl_vggss_10k", "test_list": "vggss_unheard"}
     frame = datasets.real_manifest("vggss_unheard", cfg, metadata_dir=META, n_chunks=2)
     assert (frame["split"] == "test").sum() == 2575
 
@@ -180,7 +180,12 @@ def _fake_flickr(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_placed_flickr_flows_through_download_and_slice(tmp_path: Path) -> None:
-    """check_placed -> ingest_placed -> manifest (file:// URLs) -> download -> slice -> shards, for real."""
+    """check_placed -> ingest_placed -> manifest run as rules; the manifest's file:// rows then go through the
+    same download / slice / shard functions as every other dataset."""
+    from avbench.media.download import DownloadOptions, download_chunk
+    from avbench.media.slice import run_slice
+    from avbench.shards import write_shards
+
     md, root = _fake_flickr(tmp_path)
     (tmp_path / "cfg.yaml").write_text(json.dumps({
         "metadata_dir": str(md), "n_chunks": 1, "benchmarks": ["flk_localization"],
@@ -188,18 +193,28 @@ def test_placed_flickr_flows_through_download_and_slice(tmp_path: Path) -> None:
                              "root": str(root)}},
     }))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "cfg.yaml"), "--cores", "2", "results/shards/flk/test"]
+           "--configfile", str(tmp_path / "cfg.yaml"), "--cores", "1", "results/manifests/flk/clips.parquet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = tmp_path / "results"
     assert json.loads((res / "placed/flk/check.json").read_text())["n_items"] == 1
-    manifest = pd.read_parquet(res / "manifests/flk/clips.parquet").set_index("clip_id")
+    assert "rule ingest_placed" in proc.stdout + proc.stderr
+    manifest_path = res / "manifests/flk/clips.parquet"
+    manifest = pd.read_parquet(manifest_path).set_index("clip_id")
     assert manifest.loc["1000000001", "split"] == "test" and manifest.loc["2000000001", "split"] == "train"
     assert manifest.loc["1000000001", "url"].startswith("file://")
     assert len(json.loads(manifest.loc["1000000001", "boxes"])) == 3  # every annotator's box, /256
-    sliced = pd.read_parquet(res / "status/flk/slice/chunk000.parquet").set_index("clip_id")
+
+    download_chunk(manifest_path, 0, res / "media/raw", res / "download.parquet", sections=True,
+                   options=DownloadOptions.from_config({"retries": 0}))
+    assert set(pd.read_parquet(res / "download.parquet")["status"]) == {"ok"}
+    sliced = run_slice(res / "download.parquet", manifest_path, 0, res / "media/clips", res / "slice.parquet",
+                       workers=1)
+    sliced = sliced.set_index("clip_id")
     assert sliced.loc["1000000001", "status"] == "ok" and sliced.loc["1000000001", "width"] == 64
-    assert json.loads((res / "shards/flk/test/index.json").read_text())["n_samples"] == 1
+    index = write_shards(pd.read_parquet(manifest_path).query("split == 'test'"), sliced.reset_index(),
+                         res / "shards", dataset="flk", split="test", max_samples_per_shard=8, include_frames=False)
+    assert index["n_samples"] == 1
 
 
 # --- metadata fetch --------------------------------------------------------------------------------------
@@ -263,19 +278,25 @@ def test_metadata_sources_resolution_and_overrides(tmp_path: Path) -> None:
 def test_leakage_report_stage_from_two_roots(tmp_path: Path) -> None:
     from avbench.stages import leakage_report
 
-    # half the files "downloaded" into another root: the stage links them into one layout
-    other = tmp_path / "downloaded"
+    # tiny stand-ins for every standard list, half of them in a second ("downloaded") root
+    test_clip, flickr_test = "zpWuikVorYg_000032", "10000130166"
     files = []
     for i, rel in enumerate(datasets.leakage_files()):
-        if i % 2:
-            (other / rel).parent.mkdir(parents=True, exist_ok=True)
-            (other / rel).symlink_to(META / rel)
-            files.append(str(other / rel))
+        path = (tmp_path / ("downloaded" if i % 2 else "metadata_dir")) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel.startswith("flickr"):
+            path.write_text(f"{flickr_test},1\n" if "test" in rel else f"{flickr_test}\n20000000001\n")
+        elif rel == "vggsound/test.csv":
+            path.write_text(f"{test_clip}.mp4,elk bugling\r\n")
+        elif rel == "vggss/vggss_test.csv":
+            path.write_text(f"{test_clip}\r\n")
         else:
-            files.append(str(META / rel))
+            path.write_text(f"{test_clip},elk bugling\nAAAAAAAAAAA_000010,elk bugling\n")
+        files.append(str(path))
     csv, md = tmp_path / "reports/leakage.csv", tmp_path / "reports/leakage.md"
     leakage_report(metadata=files, csv=str(csv), md=str(md), workdir=str(tmp_path / "work"))
     report = pd.read_csv(csv).set_index(["train", "test"])
-    assert report.loc[("vggss_144k", "vggsound_test"), "clip_overlap"] == 11163
-    assert report.loc[("vggss_144k", "vggss_test"), "clip_overlap"] == 3709
+    assert report.loc[("vggss_144k", "vggsound_test"), "clip_overlap"] == 1
+    assert report.loc[("flickr_144k", "flickr_test"), "clip_overlap"] == 1
+    assert len(report) == 2 * 8 + 5
     assert md.read_text().startswith("# Train/test leakage")

@@ -402,7 +402,7 @@ def instrument_item_paths(root: Path, sample: str) -> dict[str, Path]:
 def check_placed_tree(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, str | os.PathLike]) -> dict:
     """Check the placed tree of one dataset; raise :class:`PlacedDataError` (one message: the missing paths and
     how to obtain the data) or return a summary ``{dataset, source, root, n_items, checked}``."""
-    from avbench.sources import avsbench, flickr, subsets
+    from avbench.sources import avsbench, subsets
 
     source = cfg["source"]
     root = _root(dataset, cfg)
@@ -437,7 +437,7 @@ def check_placed_tree(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, 
 
 def placed_items(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
     """Items whose media are placed: ``clip_id, image, audio`` (+ ``mask`` where the GT is a mask file)."""
-    from avbench.sources import avsbench, flickr, subsets
+    from avbench.sources import avsbench, subsets
 
     source = cfg["source"]
     root = _root(dataset, cfg)
@@ -456,7 +456,8 @@ def placed_items(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, str |
                          "mask": str(p["mask"])})
     elif source == "avsbench":
         subset = _opt(cfg, "test_list")
-        for name, split, category in avsbench.read_avsbench_meta(root, subset).itertuples(index=False):
+        meta = avsbench.read_avsbench_meta(root, subset)
+        for name, split, category in zip(meta["name"], meta["split"], meta["category"], strict=True):
             if split not in ("train", "test"):
                 continue
             p = avsbench.avsbench_paths(root, subset, name, split, category)
@@ -836,7 +837,7 @@ def _avsbench_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str,
     box_table = avsbench.read_ssl_alignment_json(_file(files, f"avsbench/ssl-alignment/{subset}_box.json"))
     box_of = {f"{n}_{k}": b for n, k, b in zip(box_table["name"], box_table["k"], box_table["box"], strict=True)}
     rows = []
-    for name, split, category in meta.itertuples(index=False):
+    for name, split, category in zip(meta["name"], meta["split"], meta["category"], strict=True):
         if split not in ("train", "test"):
             continue
         for k in range(1, avsbench.FRAMES_PER_VIDEO + 1):

@@ -20,6 +20,25 @@ PREFERRED_ORDER = [
 ]
 
 
+# The Markdown view keeps the headline columns of each task; Parquet and CSV keep every column.
+MD_COLUMNS = {
+    "localization": ["ciou_sr@0.5", "auc", "avg_ciou", "pixel_ap", "oracle_sr@0.5", "n"],
+    "multisource": ["class_ciou_sr@0.3", "class_auc", "cap", "piap", "agnostic_ciou_sr@0.3", "n"],
+    "retrieval": ["ir_acc", "xnn_acc", "wnn_acc", "a2i_r@1", "a2i_r@5", "a2i_r@10", "i2a_r@1", "i2a_r@5",
+                  "i2a_r@10", "n"],
+    "separation": ["sdr", "sir", "sar", "sdr_mix", "n", "n_skipped"],
+    "segmentation": ["miou", "fscore", "n"],
+}
+TASK_NOTES = {
+    "localization": "cIoU success rates, AUC, mean cIoU and pixel AP in %; oracle_sr@0.5 is the ceiling of "
+                    "cIoU@0.5 that a perfect ranking reaches under the same thresholding protocol (setting).",
+    "multisource": "class-aware cIoU (mean over sounding sources) success rate and AUC, CAP and PIAP in %.",
+    "retrieval": "IR-Acc, xNN-Acc, wNN-Acc and Recall@k (audio->image a2i, image->audio i2a) in %.",
+    "separation": "SDR / SIR / SAR in dB (BSS-Eval v3); sdr_mix scores the unprocessed mixture.",
+    "segmentation": "mIoU and F-score (beta^2 = 0.3) in %, AVSBench conventions.",
+}
+
+
 def benchmark_task(benchmark: str) -> str:
     """The task a benchmark table reports: the suffix after the dataset name (``synthav_localization``)."""
     return benchmark.rsplit("_", 1)[-1]
@@ -85,4 +104,7 @@ def write_table(frame: pd.DataFrame, *, parquet: str | Path, csv: str | Path, md
                 notes: list[str] | None = None) -> None:
     io.write_parquet(parquet, frame)
     io.write_csv(csv, frame)
-    io.write_text(md, to_markdown(frame, title, notes))
+    task = benchmark_task(title)
+    keep = [c for c in ("method", "setting", *MD_COLUMNS.get(task, [])) if c in frame.columns]
+    view = frame[keep] if len(keep) > 2 else frame
+    io.write_text(md, to_markdown(view, title, [TASK_NOTES[task], *(notes or [])] if task in TASK_NOTES else notes))

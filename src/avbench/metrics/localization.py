@@ -201,16 +201,18 @@ def _sorted_keys(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     float32 bits are mapped to an order-preserving integer; ``(key << 1) | label`` sorts by score first, and
     within a group of tied scores the order is irrelevant to AP and to order statistics. Maps in [0, 2) (every
     normalised map) have bit patterns < 2**30, so the packed key fits uint32, which numpy sorts ~3x faster
-    than int64; other ranges fall back to int64 keys.
+    than int64 (``-0.0`` has only the sign bit set, which the shift drops, so it ties with ``+0.0``); other
+    ranges fall back to int64 keys.
     """
-    s = np.ascontiguousarray(scores, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0 so they tie
-    if not np.isfinite(s).all():
-        raise ValueError("maps contain NaN or inf")
-    lab = labels.astype(np.uint32, copy=False)
-    if s.size and s.min() >= 0 and s.max() < 2:
-        keys = (s.view(np.uint32) << np.uint32(1)) | lab
+    s = np.ascontiguousarray(scores, dtype=np.float32)
+    lab = np.asarray(labels, dtype=bool)
+    if s.size and s.min() >= 0 and s.max() < 2:  # NaN fails both tests and takes the checked path
+        keys = s.view(np.uint32) << np.uint32(1)
+        np.bitwise_or(keys, lab, out=keys)
     else:
-        i32 = s.view(np.int32)
+        if not np.isfinite(s).all():
+            raise ValueError("maps contain NaN or inf")
+        i32 = (s + np.float32(0.0)).view(np.int32)  # -0.0 -> +0.0 so they tie
         ordered = i32 ^ ((i32 >> 31) & np.int32(0x7FFFFFFF))  # flip magnitude bits of negatives
         keys = (ordered.astype(np.int64) << 1) | lab
     keys.sort(axis=1)
@@ -229,36 +231,47 @@ def _ap_from_sorted(keys: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
     """sklearn-equivalent average precision per row from ascending packed keys.
 
     AP = (1/n_pos) * sum over positives of precision at the positive's score threshold, where the
-    threshold admits every pixel with a score >= it (ties form one threshold, as in sklearn). For a positive
-    at ascending column c with k positives before it in its row, precision = (n_pos - k) / (M - c); tied
-    groups are rare, so they are found sparsely and their positives re-scored at the group start.
+    threshold admits every pixel with a score >= it (ties form one threshold, as in sklearn). For the j-th
+    positive (ascending) of its row, at column c, precision = (n_pos - j) / (M - c). Tied groups are rare,
+    so they are found sparsely and their positives re-scored at the group start. ``n_pos`` must be the
+    number of set label bits per row.
     """
     n_rows, m = keys.shape
     n_pos = np.asarray(n_pos, dtype=np.int64)
-    flat = keys.ravel()
-    pos = np.flatnonzero(flat & 1)  # ascending flat indices of positives
-    rows, cols = np.divmod(pos, m)
-    before_row = np.concatenate([[0], np.cumsum(n_pos)[:-1]])  # positives in earlier rows
+    total = np.zeros(n_rows)
+    if n_rows == 0 or m == 0:
+        return np.full(n_rows, np.nan)
+    pos = np.flatnonzero((keys & 1).astype(bool).ravel())  # nonzero is fastest on bool
+    before_row = np.zeros(n_rows, dtype=np.int64)
+    np.cumsum(n_pos[:-1], out=before_row[1:])
+    rows = np.repeat(np.arange(n_rows), n_pos)  # positives come out row by row
     k = np.arange(pos.size) - before_row[rows]
-    contrib = (n_pos[rows] - k) / (m - cols)
-    total = np.bincount(rows, weights=contrib, minlength=n_rows).astype(np.float64)
+    contrib = (n_pos[rows] - k) / (m - (pos - rows * m))
+    total += np.bincount(rows, weights=contrib, minlength=n_rows)
     # neighbours with equal scores differ at most in the label bit
-    tie_rows, tie_cols = np.nonzero(((keys[:, 1:] ^ keys[:, :-1]) >> 1) == 0)
-    if tie_rows.size:
-        tied = tie_rows * m + tie_cols + 1  # flat index of an element equal to its predecessor
-        members = np.union1d(tied - 1, tied)
-        is_new = ~np.isin(members, tied, assume_unique=True)  # first element of each tie group
-        gid = np.cumsum(is_new) - 1
-        starts = members[is_new]
-        member_pos = (flat[members] & 1).astype(bool)
-        j = np.searchsorted(pos, members[member_pos])
-        n_groups = starts.size
-        naive = np.bincount(gid[member_pos], weights=contrib[j], minlength=n_groups)
-        q = np.bincount(gid[member_pos], minlength=n_groups)
-        s_rows, s_cols = np.divmod(starts, m)
-        k0 = np.searchsorted(pos, starts) - before_row[s_rows]
-        exact = q * (n_pos[s_rows] - k0) / (m - s_cols)
-        total += np.bincount(s_rows, weights=exact - naive, minlength=n_rows)
+    shifted = keys >> 1
+    eq = shifted[:, 1:] == shifted[:, :-1]
+    if eq.any():
+        flat_eq = np.flatnonzero(eq)  # much faster than a 2-D nonzero
+        tied = flat_eq + flat_eq // (m - 1) + 1  # flat key index of an element equal to its predecessor
+        new = np.ones(tied.size, dtype=bool)
+        new[1:] = tied[1:] != tied[:-1] + 1  # runs never cross rows: column 0 is never tied
+        first = np.flatnonzero(new)
+        starts = tied[first] - 1
+        ends = tied[np.append(first[1:] - 1, tied.size - 1)]
+        j_lo = np.searchsorted(pos, starts)
+        j_hi = np.searchsorted(pos, ends, side="right")
+        q = j_hi - j_lo
+        has = q > 0
+        if has.any():
+            starts, j_lo, j_hi, q = starts[has], j_lo[has], j_hi[has], q[has]
+            member = np.repeat(np.arange(q.size), q)
+            j = np.arange(q.sum()) - np.repeat(np.cumsum(q) - q, q) + np.repeat(j_lo, q)
+            naive = np.bincount(member, weights=contrib[j], minlength=q.size)
+            s_rows = starts // m
+            k0 = j_lo - before_row[s_rows]
+            exact = q * (n_pos[s_rows] - k0) / (m - (starts - s_rows * m))
+            total += np.bincount(s_rows, weights=exact - naive, minlength=n_rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_pos > 0, total / np.maximum(n_pos, 1), np.nan)
 
@@ -409,7 +422,7 @@ def _score_chunk(p: np.ndarray, g: np.ndarray, protocol: LocProtocol, compute_ap
     """All per-sample quantities for flattened rows ``p`` ``[N, M]`` (float32) and ``g`` ``[N, M]``."""
     n, m = p.shape
     pos = g > 0
-    n_gt = pos.sum(axis=1)
+    n_gt = np.count_nonzero(pos, axis=1)
     idx = _rule_index(protocol, n_gt, m)
     out: dict[str, np.ndarray] = {}
     if compute_ap or want_conf or (idx is not None and not np.all(idx == idx[0])):
@@ -428,8 +441,8 @@ def _score_chunk(p: np.ndarray, g: np.ndarray, protocol: LocProtocol, compute_ap
         thr = np.partition(p, int(idx[0]), axis=1)[:, int(idx[0])].copy()
     pred = _binarize_rows(p, thr, protocol.bin_cmp)
     g_sum = g.sum(axis=1, dtype=np.float64)
-    n_pred = pred.sum(axis=1)
-    hit = (pred & pos).sum(axis=1)
+    n_pred = np.count_nonzero(pred, axis=1)
+    hit = np.count_nonzero(pred & pos, axis=1)
     binary = g_sum == n_gt  # {0, 1} GT: the overlap is the hit count, no float pass needed
     inter = hit.astype(np.float64)
     if not binary.all():

@@ -69,7 +69,7 @@ class OneAVM(nn.Module):
     Other kwargs: ``dim``, ``width``/``audio_width``, ``last_stride``, ``tau``, ``pretrained_path`` (ImageNet
     ResNet-18 state_dict file), ``frontend`` (spectrogram front end of the mixtures: must equal the data
     section's), ``sample_rate`` (rate of the batch waves), ``stft`` (``separation.STFT_PRESETS`` name),
-    ``decoder_levels``, ``decoder_base``.
+    ``decoder_levels``, ``decoder_base``, ``decoder_pool`` (``separation.MaskUNet``).
     """
 
     requires_training = True
@@ -88,6 +88,7 @@ class OneAVM(nn.Module):
         decoder_depth: int = 8,
         decoder_levels: int = 4,
         decoder_base: int = 16,
+        decoder_pool: int = 1,
         mas_target: sep.MaskTarget = "dominance",
         mas_weighting: str = "none",
         frontend: str = "mel64_16k",
@@ -119,7 +120,8 @@ class OneAVM(nn.Module):
         self.g_v_glb, self.g_a_glb = nn.Linear(cv, dim), nn.Linear(ca, dim)
         self.g_v_loc, self.g_a_loc = nn.Conv2d(cv, dim, 1), nn.Linear(ca, dim)
         self.g_v_mva, self.g_a_mva = nn.Conv2d(cv, dim, 1), nn.Linear(ca, dim)
-        self.g_sep = sep.MaskUNet(cond_dim=cv + ca, depth=decoder_depth, levels=decoder_levels, base=decoder_base)
+        self.g_sep = sep.MaskUNet(cond_dim=cv + ca, depth=decoder_depth, levels=decoder_levels, base=decoder_base,
+                                   pool=decoder_pool)
 
     # ------------------------------------------------------------------------------------------ features
     def _audio_feat(self, specs: torch.Tensor) -> torch.Tensor:

@@ -166,17 +166,21 @@ class MaskUNet(nn.Module):
     """Mixture log-magnitude ``[B, 1, F, T]`` + condition ``[B, cond_dim]`` -> mask logits ``[B, F, T]``.
 
     ``levels`` stride-2 encoder convs (channels ``base * 2^l``, capped at ``max_channels``); decoder of ``depth``
-    transposed convs (``depth >= levels``). The input is replicate-padded to a multiple of ``2^levels`` and the
-    logits cropped back, so any STFT size works.
+    transposed convs (``depth >= levels``). The input is replicate-padded to a multiple of ``pool * 2^levels`` and
+    the logits cropped back, so any STFT size works. ``pool > 1`` average-pools the input by ``pool`` x ``pool``
+    and bilinearly upsamples the logits (a cheaper, coarser mask for CPU recipes).
     """
 
     def __init__(
-        self, cond_dim: int, depth: int = 8, levels: int = 4, base: int = 16, max_channels: int = 256
+        self, cond_dim: int, depth: int = 8, levels: int = 4, base: int = 16, max_channels: int = 256,
+        pool: int = 1,
     ) -> None:
         super().__init__()
         if levels < 1 or depth < levels:
             raise ValueError(f"need 1 <= levels <= depth, got levels={levels}, depth={depth}")
-        self.depth, self.levels = depth, levels
+        if pool < 1:
+            raise ValueError(f"pool must be >= 1, got {pool}")
+        self.depth, self.levels, self.pool = depth, levels, pool
         ch = [min(base * 2**lv, max_channels) for lv in range(levels + 1)]
         self.inc = nn.Sequential(nn.Conv2d(1, ch[0], 3, padding=1, bias=False), *_bn_act(ch[0]))
         self.down = nn.ModuleList(
@@ -203,9 +207,11 @@ class MaskUNet(nn.Module):
 
     def forward(self, log_mag: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         f, t = log_mag.shape[-2:]
-        m = 2**self.levels
+        m = 2**self.levels * self.pool
         pad_f, pad_t = (-f) % m, (-t) % m
         x = F.pad(log_mag, (0, pad_t, 0, pad_f), mode="replicate") if (pad_f or pad_t) else log_mag
+        if self.pool > 1:  # [ours] CPU budget: run the U-Net on a pooled grid, upsample the logits back
+            x = F.avg_pool2d(x, self.pool)
         skips = [self.inc(x)]
         for down in self.down:
             skips.append(down(skips[-1]))
@@ -216,6 +222,8 @@ class MaskUNet(nn.Module):
             inp = h if k == 0 else torch.cat([h, skips[self.levels - k]], dim=1)
             h = film(up(inp), cond)
         logits = self.head(torch.cat([h, skips[0]], dim=1))
+        if self.pool > 1:
+            logits = F.interpolate(logits, scale_factor=self.pool, mode="bilinear", align_corners=False)
         return logits[:, 0, :f, :t]
 
 
