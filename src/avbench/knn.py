@@ -90,22 +90,23 @@ def _batches(n: int, size: int) -> Iterable[slice]:
 
 
 def _log_mel_batch(waves: Sequence[np.ndarray], sample_rate: int, cfg: dict[str, Any]) -> list[np.ndarray]:
-    """Log-mel spectrograms ``[n_mels, T]`` of mono waves.
+    """Log-mel spectrograms ``[n_mels, T]`` of mono waves, through the shared front end ``avbench.audio``.
 
-    TODO: this moves to the shared spectrogram front end ``avbench.audio`` when that module lands; it calls
-    ``torchaudio.transforms.MelSpectrogram`` directly until then. Waves of equal length are stacked into one batch
-    (no padding, so the time statistics are never polluted by padded silence).
+    Waves of equal length are stacked into one batch (no padding, so the time statistics are never polluted
+    by padded silence).
     """
     import torch
-    import torchaudio
 
-    mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=int(sample_rate),
-        n_fft=int(cfg["n_fft"]),
-        hop_length=int(cfg["hop_length"]),
-        n_mels=int(cfg["n_mels"]),
-        power=2.0,
+    from avbench.audio import FrontendConfig, spectrogram
+
+    frontend = FrontendConfig(
+        "knn_log_mel", int(sample_rate), "mel", n_fft=int(cfg["n_fft"]), hop_length=int(cfg["hop_length"]),
+        window="hann", n_mels=int(cfg["n_mels"]), log_eps=float(cfg["log_offset"]), log_scale=1.0,
     )
+
+    def mel(batch: torch.Tensor) -> torch.Tensor:
+        return spectrogram(batch, int(sample_rate), frontend)
+
     out: list[np.ndarray | None] = [None] * len(waves)
     by_len: dict[int, list[int]] = {}
     for i, w in enumerate(waves):
@@ -113,7 +114,7 @@ def _log_mel_batch(waves: Sequence[np.ndarray], sample_rate: int, cfg: dict[str,
     with torch.inference_mode():
         for idx in by_len.values():
             batch = torch.from_numpy(np.stack([waves[i] for i in idx]))
-            spec = torch.log(mel(batch) + float(cfg["log_offset"])).numpy()
+            spec = mel(batch).numpy()
             for j, i in enumerate(idx):
                 out[i] = spec[j]
     return out  # type: ignore[return-value]
@@ -424,10 +425,11 @@ class _TorchFlatIP:
     caller's (score, index) re-sort and boundary check exactly as for FAISS.
     """
 
-    def __init__(self, x: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, device: str = "cuda") -> None:
         import torch
 
-        self.x = torch.from_numpy(x).to("cuda", dtype=torch.float64)
+        self.device = device
+        self.x = torch.from_numpy(x).to(device, dtype=torch.float64)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -436,7 +438,7 @@ class _TorchFlatIP:
         scores, idx = [], []
         with torch.inference_mode():
             for sl in _batches(len(q), rows):
-                s = torch.from_numpy(q[sl]).to("cuda", dtype=torch.float64) @ self.x.T
+                s = torch.from_numpy(q[sl]).to(self.device, dtype=torch.float64) @ self.x.T
                 top = torch.topk(s, k, dim=1, largest=True, sorted=True)
                 scores.append(top.values.float().cpu().numpy())
                 idx.append(top.indices.cpu().numpy())

@@ -94,7 +94,7 @@ def duet_clips(boxes: pd.DataFrame, label_index: dict[str, int], centre_s: float
     The annotated frame ``<ytid>_<sec>_<frame>`` is the clip centre, so the clip is ``[sec - centre_s, +10 s)``.
     """
     rows = []
-    for frame_id, group in boxes.sort_values(["frame_id", "source"]).groupby("frame_id", sort=True):
+    for _, group in boxes.sort_values(["frame_id", "source"]).groupby("frame_id", sort=True):
         ytid, sec = group["ytid"].iloc[0], int(group["sec"].iloc[0])
         start = max(sec - centre_s, 0.0)
         sources = [

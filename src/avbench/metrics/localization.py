@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -163,7 +163,8 @@ def _minmax(p: np.ndarray) -> np.ndarray:
     hi = flat.max(axis=1).reshape(lo.shape)
     span = hi - lo
     flat_rows = (span == 0).reshape(-1)
-    out = (p - lo) / np.where(span > 0, span, np.float32(1))
+    out = p - lo
+    out /= np.where(span > 0, span, np.float32(1))  # in place: same float32 ops as (p - lo) / span
     if flat_rows.any():
         out[flat_rows] = p[flat_rows]  # a flat map is left unchanged
     return out
@@ -370,9 +371,12 @@ def oracle_ciou(gts: ArrayLike, protocol: LocProtocol | str) -> np.ndarray:
     protocol = get_protocol(protocol)
     g = np.asarray(to_numpy(gts), dtype=np.float32)
     g = g.reshape(len(g), -1)
+    return _oracle_rows(g, np.count_nonzero(g > 0, axis=1), g.sum(axis=1, dtype=np.float64), protocol)
+
+
+def _oracle_rows(g: np.ndarray, n_gt: np.ndarray, g_sum: np.ndarray, protocol: LocProtocol) -> np.ndarray:
+    """:func:`oracle_ciou` for flattened float32 GT rows with their counts already computed."""
     m = g.shape[1]
-    n_gt = (g > 0).sum(axis=1)
-    g_sum = g.sum(axis=1, dtype=np.float64)
     idx = _rule_index(protocol, n_gt, m)
     if idx is None:
         return (g_sum > 0).astype(np.float64)
@@ -381,8 +385,8 @@ def oracle_ciou(gts: ArrayLike, protocol: LocProtocol | str) -> np.ndarray:
     if np.all(g_sum == n_gt):  # binary GT
         n_one, n_half = n_gt, np.zeros_like(n_gt)
     else:
-        n_one = (g >= 1).sum(axis=1)
-        n_half = (g == 0.5).sum(axis=1)
+        n_one = np.count_nonzero(g >= 1, axis=1)
+        n_half = np.count_nonzero(g == 0.5, axis=1)
     if np.all(n_one + n_half == n_gt):  # {0, 0.5, 1} maps: closed form
         top = np.minimum(n, n_one) + 0.5 * np.clip(n - n_one, 0, n_half)
     else:  # arbitrary GT values: sum of the n largest
@@ -457,6 +461,7 @@ def _score_chunk(p: np.ndarray, g: np.ndarray, protocol: LocProtocol, compute_ap
         n_pred=n_pred,
         gt_area=n_gt,
         gt_sum=g_sum,
+        oracle_ciou=_oracle_rows(g, n_gt, g_sum, protocol),
     )
     return out
 
@@ -465,8 +470,31 @@ def _default_workers() -> int:
     return max(1, min(8, torch.get_num_threads(), os.cpu_count() or 1))
 
 
+def _run_chunks(score: Callable[[int, int], dict[str, np.ndarray]], b: int, chunk: int,
+                workers: int | None) -> dict[str, np.ndarray]:
+    """``score(start, stop)`` over row chunks in a thread pool (numpy sorts and torch ops release the GIL);
+    small chunks keep every pass over a chunk in cache."""
+    spans = [(s, min(b, s + chunk)) for s in range(0, b, max(1, chunk))] or [(0, 0)]
+    workers = workers or _default_workers()
+    if workers > 1 and len(spans) > 1:
+        main_threads = torch.get_num_threads()
+        # The pool is the parallelism: torch ops (upsampling) run single-threaded in each worker, as nested
+        # OpenMP teams on small chunks mostly spin. With OpenMP the setting is per thread; restore it in case
+        # a build makes it global.
+        try:
+            with ThreadPoolExecutor(min(workers, len(spans)), initializer=torch.set_num_threads,
+                                    initargs=(1,)) as pool:
+                parts = list(pool.map(lambda span: score(*span), spans))
+        finally:
+            if torch.get_num_threads() != main_threads:
+                torch.set_num_threads(main_threads)
+    else:
+        parts = [score(*span) for span in spans]
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
 def score_maps(p: np.ndarray, gts: np.ndarray, protocol: LocProtocol | str, *, compute_ap: bool = True,
-               want_conf: bool = False, chunk: int = 32, workers: int | None = None) -> dict[str, np.ndarray]:
+               want_conf: bool = False, chunk: int = 16, workers: int | None = None) -> dict[str, np.ndarray]:
     """Per-sample scores of prepared maps ``p`` ``[B, H, W]`` against ``gts`` (same shape).
 
     Returns arrays of length B: ``ciou``, ``iou``, ``thr``, ``n_pred``, ``gt_area``, ``gt_sum``,
@@ -481,31 +509,36 @@ def score_maps(p: np.ndarray, gts: np.ndarray, protocol: LocProtocol | str, *, c
     b = len(p)
     pr = p.reshape(b, -1)
     gr = g.reshape(b, -1)
-    spans = [(s, min(b, s + chunk)) for s in range(0, b, chunk)]
-    workers = workers or _default_workers()
 
-    def run(span: tuple[int, int]) -> dict[str, np.ndarray]:
-        return _score_chunk(pr[span[0]:span[1]], gr[span[0]:span[1]], protocol, compute_ap, want_conf)
+    def score(start: int, stop: int) -> dict[str, np.ndarray]:
+        return _score_chunk(pr[start:stop], gr[start:stop], protocol, compute_ap, want_conf)
 
-    if workers > 1 and len(spans) > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(run, spans))
-    else:
-        parts = [run(s) for s in spans]
-    if not parts:
-        parts = [_score_chunk(pr, gr, protocol, compute_ap, want_conf)]
-    out = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
-    out["oracle_ciou"] = oracle_ciou(gr, protocol)
-    return out
+    return _run_chunks(score, b, chunk, workers)
 
 
 def evaluate_maps(maps: ArrayLike, gts: ArrayLike, protocol: LocProtocol | str, *, compute_ap: bool = True,
-                  want_conf: bool = False) -> dict[str, np.ndarray]:
-    """Raw maps ``[B, h, w]`` + GTs ``[B, H, W]`` -> per-sample score arrays (see :func:`score_maps`)."""
+                  want_conf: bool = False, chunk: int = 16, workers: int | None = None) -> dict[str, np.ndarray]:
+    """Raw maps ``[B, h, w]`` + GTs ``[B, H, W]`` -> per-sample score arrays (see :func:`score_maps`).
+
+    Upsampling and normalisation run per row chunk inside the same thread pool as the scoring (every step is
+    per sample, so chunking changes no value).
+    """
     protocol = get_protocol(protocol)
     g = _gts_numpy(gts)
-    p = prepare_maps(maps, g.shape[-2:], protocol)
-    return score_maps(p, g, protocol, compute_ap=compute_ap, want_conf=want_conf)
+    x = _as_batch(maps, 3, "maps")
+    if len(x) != len(g):
+        raise ValueError(f"{len(x)} maps for {len(g)} GTs")
+    size = g.shape[-2:]
+    b = len(g)
+    gr = g.reshape(b, -1)
+
+    def score(start: int, stop: int) -> dict[str, np.ndarray]:
+        p = prepare_maps(x[start:stop], size, protocol)
+        if p.shape[1:] != size:
+            raise ValueError(f"maps {p.shape} and GTs {g.shape} differ after upsampling")
+        return _score_chunk(p.reshape(len(p), -1), gr[start:stop], protocol, compute_ap, want_conf)
+
+    return _run_chunks(score, b, chunk, workers)
 
 
 # ----------------------------------------------------------------------------------------------- summary

@@ -167,20 +167,21 @@ class MaskUNet(nn.Module):
 
     ``levels`` stride-2 encoder convs (channels ``base * 2^l``, capped at ``max_channels``); decoder of ``depth``
     transposed convs (``depth >= levels``). The input is replicate-padded to a multiple of ``pool * 2^levels`` and
-    the logits cropped back, so any STFT size works. ``pool > 1`` average-pools the input by ``pool`` x ``pool``
+    the logits cropped back, so any STFT size works. ``pool`` (int or (freq, time)) average-pools the input
     and bilinearly upsamples the logits (a cheaper, coarser mask for CPU recipes).
     """
 
     def __init__(
         self, cond_dim: int, depth: int = 8, levels: int = 4, base: int = 16, max_channels: int = 256,
-        pool: int = 1,
+        pool: int | tuple[int, int] = 1,
     ) -> None:
         super().__init__()
         if levels < 1 or depth < levels:
             raise ValueError(f"need 1 <= levels <= depth, got levels={levels}, depth={depth}")
-        if pool < 1:
+        pool_ft = (pool, pool) if isinstance(pool, int) else (int(pool[0]), int(pool[1]))
+        if min(pool_ft) < 1:
             raise ValueError(f"pool must be >= 1, got {pool}")
-        self.depth, self.levels, self.pool = depth, levels, pool
+        self.depth, self.levels, self.pool = depth, levels, pool_ft
         ch = [min(base * 2**lv, max_channels) for lv in range(levels + 1)]
         self.inc = nn.Sequential(nn.Conv2d(1, ch[0], 3, padding=1, bias=False), *_bn_act(ch[0]))
         self.down = nn.ModuleList(
@@ -207,10 +208,10 @@ class MaskUNet(nn.Module):
 
     def forward(self, log_mag: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         f, t = log_mag.shape[-2:]
-        m = 2**self.levels * self.pool
-        pad_f, pad_t = (-f) % m, (-t) % m
+        pooled = self.pool != (1, 1)
+        pad_f, pad_t = (-f) % (2**self.levels * self.pool[0]), (-t) % (2**self.levels * self.pool[1])
         x = F.pad(log_mag, (0, pad_t, 0, pad_f), mode="replicate") if (pad_f or pad_t) else log_mag
-        if self.pool > 1:  # [ours] CPU budget: run the U-Net on a pooled grid, upsample the logits back
+        if pooled:  # [ours] CPU budget: run the U-Net on a pooled grid, upsample the logits back
             x = F.avg_pool2d(x, self.pool)
         skips = [self.inc(x)]
         for down in self.down:
@@ -222,7 +223,7 @@ class MaskUNet(nn.Module):
             inp = h if k == 0 else torch.cat([h, skips[self.levels - k]], dim=1)
             h = film(up(inp), cond)
         logits = self.head(torch.cat([h, skips[0]], dim=1))
-        if self.pool > 1:
+        if pooled:
             logits = F.interpolate(logits, scale_factor=self.pool, mode="bilinear", align_corners=False)
         return logits[:, 0, :f, :t]
 

@@ -47,7 +47,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "dropout_img": 0.9, "dropout_aud": 0.0, "momentum": 0.99, "use_momentum": True, "use_mom_eval": True,
         },
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0},
-        "train": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
+        "train": {"epochs": 9, "batch_size": 64, "lr": 1e-3},
     },
 }
 
