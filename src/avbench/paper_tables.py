@@ -337,7 +337,7 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
 
 def paper_results_dir(path: str | os.PathLike | None = None) -> Path:
     """The ``paper_results`` folder: ``path``, else ``$AVBENCH_PAPER_RESULTS``, else ``shared/paper_results``
-    beside (or inside) any ancestor of this checkout."""
+    beside (or inside) any ancestor of this checkout, else the copy shipped with the package."""
     if path is None and os.environ.get(ENV_DIR):
         path = os.environ[ENV_DIR]
     if path is not None:
@@ -349,6 +349,9 @@ def paper_results_dir(path: str | os.PathLike | None = None) -> Path:
         candidate = ancestor / "shared" / "paper_results"
         if candidate.is_dir():
             return candidate
+    packaged = Path(__file__).resolve().parent / "paper_results"
+    if packaged.is_dir():
+        return packaged
     raise FileNotFoundError(f"no shared/paper_results above {Path(__file__).resolve()}; set ${ENV_DIR}")
 
 

@@ -204,6 +204,17 @@ def table(*, summaries: list[str], parquet: str, csv: str, md: str, benchmark: s
     write_table(frame, parquet=parquet, csv=csv, md=md, title=benchmark)
 
 
+def paper_table(*, table_id: str, candidates: list[str], parquet: str, csv: str, md: str, tex: str,
+                config_note: dict, **_: Any) -> None:
+    """Our numbers beside the paper's; summaries that do not exist yet leave their cells marked missing."""
+    from avbench.paper_tables import caveats_for, paper_beside_ours, write_paper_table
+
+    found = [json.loads(Path(p).read_text()) for p in candidates if Path(p).exists()]
+    frame = paper_beside_ours(table_id, found, config_note=config_note)
+    write_paper_table(frame, parquet, csv, md, tex, title=table_id, caveats=caveats_for(table_id))
+    log.info("paper table %s: %d of %d result summaries found", table_id, len(found), len(candidates))
+
+
 STAGES: dict[str, Callable[..., None]] = {
     "synthav_spec": synthav_spec,
     "synthav_render": synthav_render,
@@ -221,6 +232,7 @@ STAGES: dict[str, Callable[..., None]] = {
     "train": train,
     "evaluate": evaluate,
     "table": table,
+    "paper_table": paper_table,
 }
 
 

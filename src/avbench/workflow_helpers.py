@@ -83,8 +83,27 @@ class WorkflowPaths:
                 return dataset
         raise KeyError(f"benchmark {benchmark!r} names no configured dataset (datasets: {self.datasets()})")
 
+    # --- paper-beside-ours tables -------------------------------------------------------------------------
+    def paper_tables(self) -> list[str]:
+        return list(self.config.get("paper_tables", []))
+
+    def paper_table(self, table_id: str, ext: str = "md") -> str:
+        return f"{self.root}/tables/paper/{table_id}.{ext}"
+
+    def result_summaries(self) -> list[str]:
+        """Evaluation summaries of every built benchmark's dataset and every evaluated method."""
+        skipped = set(self.skipped_benchmarks())
+        datasets = sorted({self.benchmark_dataset(b) for b in self.benchmarks() if b not in skipped})
+        return [self.eval_summary(d, m) for d in datasets for m in self.evaluated_methods()]
+
+    def paper_table_inputs(self) -> list[str]:
+        """With ``paper_tables_require_results`` (default) the tables wait for every result; without it they are
+        written from whatever summaries exist, the rest marked missing."""
+        required = str(self.config.get("paper_tables_require_results", True)).lower() == "true"
+        return self.result_summaries() if required else []
+
     def all_targets(self) -> list[str]:
-        targets = []
+        targets = [self.paper_table(t, ext) for t in self.paper_tables() for ext in ("parquet", "csv", "md", "tex")]
         skipped = set(self.skipped_benchmarks())
         for benchmark in self.benchmarks():
             if benchmark in skipped:

@@ -14,6 +14,7 @@ wildcard_constraints:
     method=r"[a-z0-9_]+",
     layout=r"[a-z_]+",
     benchmark=r"[a-z0-9_]+",
+    table_id=r"[a-z0-9_]+",
 
 
 def all_targets():

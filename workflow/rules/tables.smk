@@ -18,3 +18,23 @@ rule table:
         "../../envs/media.yaml"
     script:
         ADAPTER
+
+
+rule paper_table:
+    input:
+        summaries=lambda w: paths.paper_table_inputs(),
+    output:
+        parquet=f"{R}/tables/paper/{{table_id}}.parquet",
+        csv=report(f"{R}/tables/paper/{{table_id}}.csv", category="Paper tables"),
+        md=f"{R}/tables/paper/{{table_id}}.md",
+        tex=f"{R}/tables/paper/{{table_id}}.tex",
+    params:
+        table_id=lambda w: w.table_id,
+        candidates=lambda w: paths.result_summaries(),
+        config_note=lambda w: {"train_list_mode": {d: c.get("train_list_mode", "original") for d, c in config["datasets"].items()}},
+    log:
+        f"{R}/logs/tables/paper_{{table_id}}.log",
+    conda:
+        "../../envs/media.yaml"
+    script:
+        ADAPTER
