@@ -113,44 +113,69 @@ def evaluate_duets(model: torch.nn.Module, dataset: ClipDataset, protocol: str, 
     return metric.compute()
 
 
-def _mixture_inputs(dataset: ClipDataset, pairs: pd.DataFrame) -> Iterable[tuple]:
-    """Yield (item a, item b, mixture spectrogram, class ids, pair row) for each pair whose clips are present."""
-    index = {clip.clip_id: i for i, clip in enumerate(dataset.clips)}
-    for _, pair in pairs.iterrows():
-        ia, ib = index.get(pair["id_a"]), index.get(pair["id_b"])
-        if ia is None or ib is None:
-            continue
-        item_a, item_b = dataset[ia], dataset[ib]
-        wave = dataset._wave(dataset.clips[ia]) + dataset._wave(dataset.clips[ib])  # plain sum (PROTOCOLS 5.1)
-        spec = audio.spectrogram(wave, dataset.sample_rate, dataset.frontend).unsqueeze(0).float()
-        classes = (item_a["label_idx"], item_b["label_idx"])
-        yield item_a, item_b, spec, classes, pair
+class TestSet:
+    """A test split decoded once: normalised images, spectrograms, centre-window waves and labels by clip id.
+
+    Mixture and separation evaluation index into it instead of re-running the loader per pair.
+    """
+
+    def __init__(self, dataset: ClipDataset) -> None:
+        items = [dataset[i] for i in range(len(dataset))]
+        self.dataset = dataset
+        self.index = {item["clip_id"]: i for i, item in enumerate(items)}
+        self.images = torch.stack([item["image"] for item in items])
+        self.labels = torch.tensor([item["label_idx"] for item in items])
+        self.waves = torch.stack([dataset._wave(clip) for clip in dataset.clips])
+
+    def pair_indices(self, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+        """Row indices of both clips of every pair whose clips are present (others are dropped and logged)."""
+        present = pairs["id_a"].isin(self.index.keys()) & pairs["id_b"].isin(self.index.keys())
+        if not present.all():
+            log.warning("%d of %d pairs reference clips missing from the test shards", (~present).sum(), len(pairs))
+        kept = pairs[present].reset_index(drop=True)
+        ia = kept["id_a"].map(self.index).to_numpy()
+        ib = kept["id_b"].map(self.index).to_numpy()
+        return ia, ib, kept
+
+    def mixture_specs(self, ia: np.ndarray, ib: np.ndarray) -> torch.Tensor:
+        """Spectrograms of the plain sums of the two centre windows (PROTOCOLS 5.1), ``[B, 1, F, T]``."""
+        waves = self.waves[ia] + self.waves[ib]
+        return audio.spectrogram(waves, self.dataset.sample_rate, self.dataset.frontend).unsqueeze(1).float()
 
 
-def evaluate_mixtures(model: torch.nn.Module, dataset: ClipDataset, pairs: pd.DataFrame, layout: str,
-                      protocol: str, gt_size: int) -> dict[str, float]:
+def evaluate_mixtures(model: torch.nn.Module, test: TestSet, pairs: pd.DataFrame, layout: str,
+                      protocol: str, gt_size: int, batch_size: int) -> dict[str, float]:
+    """Seeded two-source test mixtures: one map per source from the shared mixture audio.
+
+    ``separate``: source k's map comes from its own frame; ``concat_lr``: both maps come from the 1x2 canvas,
+    each scored against its source's boxes shifted into that canvas.
+    """
     from avbench.metrics.localization import PRESETS
     from avbench.metrics.multisource import MultiSourceMetric
 
     metric = MultiSourceMetric(PRESETS[protocol])
-    for item_a, item_b, spec, classes, pair in _mixture_inputs(dataset, pairs):
-        boxes = (json.loads(pair["boxes_a"]), json.loads(pair["boxes_b"]))
-        if layout == "separate":
-            images = torch.stack([item_a["image"], item_b["image"]])
-            specs = spec.unsqueeze(0).expand(2, *spec.shape)
-            maps = _class_maps(model, images, specs, torch.tensor(classes))
-            gts = torch.stack([torch.from_numpy(union_map(b, gt_size, gt_size)) for b in boxes])
-        else:  # concat_lr: one 1x2 canvas, per-source GT in its half (boxes already shifted)
-            canvas = torch.cat([item_a["image"], item_b["image"]], dim=-1).unsqueeze(0)
-            cls = torch.tensor(classes)
-            maps = _class_maps(model, canvas.expand(2, *canvas.shape[1:]), spec.unsqueeze(0).expand(2, *spec.shape),
-                               cls)
-            gts = torch.stack([torch.from_numpy(union_map(b, gt_size, 2 * gt_size)) for b in boxes])
-        metric.update(maps.unsqueeze(0), gts.unsqueeze(0))
+    ia, ib, pairs = test.pair_indices(pairs)
+    width = gt_size if layout == "separate" else 2 * gt_size
+    for start in range(0, len(pairs), batch_size):
+        sl = slice(start, start + batch_size)
+        a, b = ia[sl], ib[sl]
+        specs = test.mixture_specs(a, b)
+        maps = []
+        canvas = torch.cat([test.images[a], test.images[b]], -1) if layout == "concat_lr" else None
+        for idx in (a, b):
+            images = test.images[idx] if canvas is None else canvas
+            maps.append(_class_maps(model, images, specs, test.labels[idx]))
+        gts = torch.stack([
+            torch.stack([torch.from_numpy(union_map(json.loads(row[col]), gt_size, width))
+                         for col in ("boxes_a", "boxes_b")])
+            for _, row in pairs.iloc[sl].iterrows()
+        ])
+        metric.update(torch.stack(maps, 1), gts)
     return metric.compute()
 
 
-def evaluate_separation(model: torch.nn.Module, dataset: ClipDataset, pairs: pd.DataFrame) -> dict[str, float]:
+def evaluate_separation(model: torch.nn.Module, test: TestSet, pairs: pd.DataFrame,
+                        batch_size: int) -> dict[str, float]:
     """Mix-and-separate on the test pairs: each source is recovered from the mixture given its own frame.
 
     References are the two centre-window waves; the unprocessed mixture is scored as every estimate too
@@ -159,17 +184,15 @@ def evaluate_separation(model: torch.nn.Module, dataset: ClipDataset, pairs: pd.
     from avbench.metrics.separation import SeparationMetric
 
     metric = SeparationMetric()
-    index = {clip.clip_id: i for i, clip in enumerate(dataset.clips)}
-    for _, pair in pairs.iterrows():
-        ia, ib = index.get(pair["id_a"]), index.get(pair["id_b"])
-        if ia is None or ib is None:
-            continue
-        refs = torch.stack([dataset._wave(dataset.clips[ia]), dataset._wave(dataset.clips[ib])])
-        mixture = refs.sum(0, keepdim=True)
-        images = torch.stack([dataset[ia]["image"], dataset[ib]["image"]])
+    ia, ib, pairs = test.pair_indices(pairs)
+    for start in range(0, len(pairs), batch_size):
+        a, b = ia[start:start + batch_size], ib[start:start + batch_size]
+        refs = torch.stack([test.waves[a], test.waves[b]], 1)  # [B, 2, n]
+        mixture = refs.sum(1)
         with torch.no_grad():
-            ests = model.separate(mixture.expand(2, -1), images, dataset.sample_rate)
-        metric.update(refs.unsqueeze(0).numpy(), ests.unsqueeze(0).numpy(), mixture.numpy())
+            ests = torch.stack([model.separate(mixture, test.images[idx], test.dataset.sample_rate)
+                                for idx in (a, b)], 1)
+        metric.update(refs.numpy(), ests.numpy(), mixture.numpy())
     return metric.compute()
 
 
@@ -223,17 +246,20 @@ def evaluate_method(
         duets = ClipDataset(duet_shards, split_kind="test", **loader_kwargs)
         multisource["duet_clips"] = {**evaluate_duets(model, duets, primary, eval_cfg["batch_size"], gt_size),
                                      "n": len(duets)}
+    test_set = TestSet(test) if mixtures else None
     for path in mixtures:
         pairs = pd.read_parquet(path)
         layout = Path(path).stem
-        multisource[f"mix_{layout}"] = {**evaluate_mixtures(model, test, pairs, layout, primary, gt_size),
-                                        "n": len(pairs)}
+        multisource[f"mix_{layout}"] = {
+            **evaluate_mixtures(model, test_set, pairs, layout, primary, gt_size, eval_cfg["batch_size"]),
+            "n": len(pairs),
+        }
     if multisource:
         tasks["multisource"] = multisource
     separate_pairs = [p for p in mixtures if Path(p).stem == "separate"]
     if hasattr(model, "separate") and separate_pairs:
         pairs = pd.read_parquet(separate_pairs[0])
-        tasks["separation"] = {"test": evaluate_separation(model, test, pairs)}
+        tasks["separation"] = {"test": evaluate_separation(model, test_set, pairs, eval_cfg["batch_size"])}
     if avsbench_root:
         tasks["segmentation"] = {"test": evaluate_segmentation(model, test, Path(avsbench_root),
                                                                eval_cfg["batch_size"], gt_size)}

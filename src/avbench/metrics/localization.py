@@ -477,17 +477,8 @@ def _run_chunks(score: Callable[[int, int], dict[str, np.ndarray]], b: int, chun
     spans = [(s, min(b, s + chunk)) for s in range(0, b, max(1, chunk))] or [(0, 0)]
     workers = workers or _default_workers()
     if workers > 1 and len(spans) > 1:
-        main_threads = torch.get_num_threads()
-        # The pool is the parallelism: torch ops (upsampling) run single-threaded in each worker, as nested
-        # OpenMP teams on small chunks mostly spin. With OpenMP the setting is per thread; restore it in case
-        # a build makes it global.
-        try:
-            with ThreadPoolExecutor(min(workers, len(spans)), initializer=torch.set_num_threads,
-                                    initargs=(1,)) as pool:
-                parts = list(pool.map(lambda span: score(*span), spans))
-        finally:
-            if torch.get_num_threads() != main_threads:
-                torch.set_num_threads(main_threads)
+        with ThreadPoolExecutor(min(workers, len(spans))) as pool:
+            parts = list(pool.map(lambda span: score(*span), spans))
     else:
         parts = [score(*span) for span in spans]
     return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}

@@ -78,6 +78,9 @@ class AVGN(nn.Module):
       multi-source training; the first ``round(mix_prob * B)`` items of the shuffled batch are mixed).
     * ``agnostic_threshold`` (0.5): ``localize`` keeps classes with ``sigmoid(FC_a(g^a_i))`` >= this (always the
       argmax class) and takes the max over their class maps [ours; the paper only localizes given classes].
+    * ``visual_gate`` (True): Eq. 10 / inference compare ``g^a_n`` with ``f^v_p (.) g^v_n`` as printed; False
+      compares with ``f^v_p`` itself, as the released code's ``max_xmil_loss(img, xa[cls])`` does (the gate is a
+      global, image-level vector, so it can carry the class evidence and leave the per-location term flat).
     * ``frontend``: the spectrogram front end of the data (used to recompute mixture spectrograms).
     """
 
@@ -99,6 +102,7 @@ class AVGN(nn.Module):
         use_avg: bool = True,
         mix_prob: float = 1.0,
         agnostic_threshold: float = 0.5,
+        visual_gate: bool = True,
         frontend: str = "paper_22k_257x300",
         pretrained_path: str | None = None,
     ) -> None:
@@ -111,6 +115,7 @@ class AVGN(nn.Module):
         self.class_aware = self.use_avct or self.use_avg
         self.mix_prob = float(mix_prob)
         self.agnostic_threshold = float(agnostic_threshold)
+        self.visual_gate = bool(visual_gate)
         self.frontend = frontend
         self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=pretrained_path)
         self.audio = AudioEncoder(dim=dim, width=audio_width or width, in_channels=1)
@@ -165,7 +170,7 @@ class AVGN(nn.Module):
         y_v = multi_hot(labels, self.num_classes)
         ar = torch.arange(labels.shape[0], device=labels.device)
         query = enc["ga"][ar, labels]  # g^a_{b, n_b}: the audio group of the image's class
-        gate = enc["gv"][:, labels]  # [m, b]: image m's visual group of class n_b
+        gate = enc["gv"][:, labels] if self.visual_gate else None  # [m, b]: image m's group of class n_b
         logits = class_aware_mil_logits(query, enc["fv"], gate, self.tau)  # [audio b, image m]
         loc = symmetric_ce(logits.float())  # Eq. 10 (+ the code's image->audio direction)
         logit_a = self.heads.fc_a(enc["ga"]).squeeze(-1).float()
@@ -193,7 +198,8 @@ class AVGN(nn.Module):
             return torch.einsum("ndhw,nd->nhw", enc["vmap"], enc["aud"]).float()
         ar = torch.arange(images.shape[0], device=images.device)
         cls = class_idx.to(images.device).long()
-        maps = class_maps(enc["ga"][ar, cls].unsqueeze(1), enc["fv"], enc["gv"][ar, cls].unsqueeze(1))
+        gate = enc["gv"][ar, cls].unsqueeze(1) if self.visual_gate else None
+        maps = class_maps(enc["ga"][ar, cls].unsqueeze(1), enc["fv"], gate)
         return maps[:, 0].reshape(-1, h, w).float()
 
     @torch.no_grad()
@@ -210,7 +216,7 @@ class AVGN(nn.Module):
         h, w = enc["vmap"].shape[-2:]
         if not self.class_aware:
             return torch.einsum("ndhw,nd->nhw", enc["vmap"], enc["aud"]).float()
-        maps = class_maps(enc["ga"], enc["fv"], enc["gv"])  # [B, C, P]
+        maps = class_maps(enc["ga"], enc["fv"], enc["gv"] if self.visual_gate else None)  # [B, C, P]
         prob = torch.sigmoid(self.heads.fc_a(enc["ga"]).squeeze(-1))
         keep = (prob >= self.agnostic_threshold) | F.one_hot(prob.argmax(1), prob.shape[1]).bool()
         maps = maps.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(dim=1)

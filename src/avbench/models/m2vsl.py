@@ -79,6 +79,8 @@ class M2VSL(nn.Module):
     * ``mix_prob``: fraction of each training batch replaced by two-source mixtures (as AVGN).
     * ``agnostic_threshold`` (0.5): with MMT, ``localize`` is the max over the class maps of the classes whose audio
       probability is >= this (always the top class) [ours].
+    * ``visual_gate`` (True): class similarities against ``V-hat^s_p (.) c^v_n`` (AVGN Eq. 10 form); False:
+      against ``V-hat^s_p`` (the AVGN code's form).
     * ``frontend``: the data's spectrogram front end (mixture spectrograms are recomputed with it).
     """
 
@@ -101,6 +103,7 @@ class M2VSL(nn.Module):
         drop_path: float = 0.1,
         mix_prob: float = 1.0,
         agnostic_threshold: float = 0.5,
+        visual_gate: bool = True,
         frontend: str = "paper_22k_257x300",
         pretrained_path: str | None = None,
     ) -> None:
@@ -116,6 +119,7 @@ class M2VSL(nn.Module):
         self.use_mmt = bool(use_mmt)
         self.mix_prob = float(mix_prob)
         self.agnostic_threshold = float(agnostic_threshold)
+        self.visual_gate = bool(visual_gate)
         self.frontend = frontend
         self.trunk = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride)
         if pretrained_path:
@@ -182,7 +186,8 @@ class M2VSL(nn.Module):
             y_a = multi_hot(labels, self.num_classes, partner, n_mixed)
             y_v = multi_hot(labels, self.num_classes)
             ar = torch.arange(labels.shape[0], device=labels.device)
-            query, gate = enc["ca"][ar, labels], enc["cv"][:, labels]  # [b], [m, b]: the image's class n_b
+            query = enc["ca"][ar, labels]  # [b]: the audio class token of the image's class n_b
+            gate = enc["cv"][:, labels] if self.visual_gate else None  # [m, b]
             cmmc = sum(symmetric_ce(class_aware_mil_logits(query, enc["vhat"][:, s], gate, self.tau).float())
                        for s in range(self.n_scales))
             token = token_constraint_loss(self.heads.fc_cls, self.class_tokens)
@@ -205,7 +210,8 @@ class M2VSL(nn.Module):
         if cls is not None:
             ca, cv = ca.gather(1, cls[..., None].expand(-1, -1, ca.shape[-1])), cv.gather(
                 1, cls[..., None].expand(-1, -1, cv.shape[-1]))
-        maps = torch.stack([class_maps(ca, enc["vhat"][:, s], cv) for s in range(self.n_scales)]).mean(0)
+        gate = cv if self.visual_gate else None
+        maps = torch.stack([class_maps(ca, enc["vhat"][:, s], gate) for s in range(self.n_scales)]).mean(0)
         return maps.reshape(maps.shape[0], maps.shape[1], rows, cols)
 
     @torch.no_grad()
