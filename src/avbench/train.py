@@ -35,7 +35,7 @@ from avbench.io import atomic_path, write_csv
 from avbench.models import registry
 
 log = logging.getLogger(__name__)
-DATA_KEYS = ("image_size", "frontend", "audio_duration_s", "sample_rate", "frame_choice")
+DATA_KEYS = ("image_size", "frontend", "audio_duration_s", "sample_rate", "frame_choice", "return_wave")
 
 
 # ---------------------------------------------------------------------------------------------- helpers

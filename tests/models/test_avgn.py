@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -24,6 +25,15 @@ def _batch(b: int = 4, size: int = 64) -> dict[str, torch.Tensor]:
     return {"image": torch.randn(b, 3, size, size, generator=g), "spec": torch.randn(b, 1, 64, 100, generator=g) - 1,
             "label_idx": torch.tensor([0, 1, 1, 3])[:b]}
 
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    # Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy 2-core runner (restored after).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 def test_loss_is_loc_plus_group_plus_token() -> None:
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +21,14 @@ from avbench.models.class_tokens import (
     token_constraint_loss,
 )
 
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    # Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy 2-core runner (restored after).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 def test_token_constraint_loss_hand_value() -> None:
     # FC = identity (D = C = 2), tokens e0, e1: logits of token i = e_i, so each CE = -log(e / (e + 1))

@@ -28,6 +28,15 @@ def _batch(b: int = 4, size: int = 64) -> dict[str, torch.Tensor]:
             "label_idx": torch.tensor([0, 1, 1, 3])[:b]}
 
 
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    # Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy 2-core runner (restored after).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def test_mmc_hand_case() -> None:
     # Eq. 4 for S = 2 scales, B = 2: scale 1 maps image n's best location onto audio n exactly (logits
     # diag 1/tau, off-diag 0); scale 2 is orthogonal everywhere (all logits 0). Per scale the symmetric CE is
@@ -45,7 +54,7 @@ def test_mmc_hand_case() -> None:
 
 def test_forward_terms_match_definitions() -> None:
     torch.manual_seed(0)
-    model = create("m2vsl", **TINY)
+    model = create("m2vsl", **TINY, visual_gate=True)
     batch = _batch()
     out = model(batch)
     torch.testing.assert_close(out["loss"].detach(),
@@ -65,6 +74,16 @@ def test_forward_terms_match_definitions() -> None:
             for m in range(4):
                 sim[b, m] = F.cosine_similarity(enc["ca"][b, n][None], enc["vhat"][m, s] * enc["cv"][m, n][None],
                                                 dim=-1).max()
+        cmmc = cmmc + symmetric_ce(sim / model.tau)
+    torch.testing.assert_close(cmmc.detach(), out["cmmc"], atol=1e-3, rtol=1e-4)
+    # Ungated (default): sim_s(b, m) = max_p cos(c^a_{b,n_b}, V-hat^s_{m,p}) / tau.
+    ungated = create("m2vsl", **TINY)
+    ungated.load_state_dict(model.state_dict())
+    out = ungated(batch)
+    cmmc = 0.0
+    for s in range(4):
+        sim = torch.stack([torch.stack([F.cosine_similarity(enc["ca"][b, int(labels[b])][None], enc["vhat"][m, s],
+                                                            dim=-1).max() for m in range(4)]) for b in range(4)])
         cmmc = cmmc + symmetric_ce(sim / model.tau)
     torch.testing.assert_close(cmmc.detach(), out["cmmc"], atol=1e-3, rtol=1e-4)
 

@@ -90,6 +90,9 @@ def test_gradients_reach_encoders_and_heads() -> None:
         grads = [p.grad for p in getattr(model, name).parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads), name
         assert any(g.abs().sum() > 0 for g in grads), name
+    groups = model.param_groups(1e-3)  # cpu preset: the decoder at 3x lr
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 3e-3])
 
 
 @pytest.mark.parametrize(

@@ -134,9 +134,9 @@ def test_gradients_reach_encoders_and_heads() -> None:
         grads = [p.grad for p in getattr(model, name).parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads), name
         assert any(g.abs().sum() > 0 for g in grads), name
-    groups = model.param_groups(1e-3)
+    groups = _model(backbone_lr_mult=0.1, sep_lr_mult=3.0).param_groups(1e-3)
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    assert groups[0]["lr"] == pytest.approx(1e-4)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-3, 3e-3])  # backbones / heads / decoder
 
 
 def test_labels_must_fit_num_classes() -> None:

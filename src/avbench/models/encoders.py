@@ -19,12 +19,12 @@ from torch import nn
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, padding_mode: str = "zeros") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False, padding_mode=padding_mode)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != planes:
@@ -40,17 +40,24 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18Trunk(nn.Module):
-    """ResNet-18 without avgpool/fc; returns the layer4 feature map ``[B, 8*width, H/s, W/s]``."""
+    """ResNet-18 without avgpool/fc; returns the layer4 feature map ``[B, 8*width, H/s, W/s]``.
 
-    def __init__(self, width: int = 64, in_channels: int = 3, last_stride: int = 2) -> None:
+    ``padding_mode`` other than ``zeros`` (e.g. ``replicate``) removes the frame-border cue that zero padding
+    gives deep features: a visual trunk trained from scratch otherwise learns to fire on the image border
+    (seen on SynthAV with the max-pooled MIL loss). It changes no parameter, so torchvision weights still load.
+    """
+
+    def __init__(self, width: int = 64, in_channels: int = 3, last_stride: int = 2,
+                 padding_mode: str = "zeros") -> None:
         super().__init__()
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        self.padding_mode = padding_mode
         self.width = width
         self.in_channels = in_channels
         self.out_channels = 8 * width
         self.stride = 16 * last_stride
-        self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
@@ -60,9 +67,9 @@ class ResNet18Trunk(nn.Module):
         self.layer4 = self._stage(4 * width, 8 * width, last_stride)
         self._init_weights()
 
-    @staticmethod
-    def _stage(inplanes: int, planes: int, stride: int) -> nn.Sequential:
-        return nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes, 1))
+    def _stage(self, inplanes: int, planes: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(BasicBlock(inplanes, planes, stride, self.padding_mode),
+                             BasicBlock(planes, planes, 1, self.padding_mode))
 
     def _init_weights(self) -> None:
         # torchvision's ResNet initialisation (kaiming fan_out for convs, unit BN).
@@ -115,9 +122,10 @@ class VisualEncoder(nn.Module):
         width: int = 64,
         last_stride: int = 2,
         pretrained_path: str | os.PathLike | None = None,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
-        self.trunk = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride)
+        self.trunk = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride, padding_mode=padding_mode)
         if pretrained_path:
             load_torchvision_weights(self.trunk, pretrained_path)
         self.proj = nn.Conv2d(self.trunk.out_channels, dim, kernel_size=1)

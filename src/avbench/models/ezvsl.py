@@ -47,14 +47,16 @@ class EZVSL(nn.Module):
         last_stride: int = 2,
         tau: float = 0.03,
         pretrained_path: str | None = None,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         self.tau = float(tau)
         self.config = {
             "dim": dim, "width": width, "audio_width": audio_width or width, "last_stride": last_stride,
-            "tau": tau, "pretrained_path": pretrained_path,
+            "tau": tau, "pretrained_path": pretrained_path, "padding_mode": padding_mode,
         }
-        self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=pretrained_path)
+        self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=pretrained_path,
+                                    padding_mode=padding_mode)
         self.audio = AudioEncoder(dim=dim, width=audio_width or width, in_channels=1)
 
     def encode(self, images: torch.Tensor, specs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

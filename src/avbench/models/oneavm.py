@@ -48,11 +48,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # [ours] CPU recipe for the SynthAV demo (<= 60 s on 2 cores): EZ-VSL cpu encoders (width 16, 112 px, stride
     # 16 -> 7x7 maps), 64-mel audio, a small U-Net (4 levels, 4 transposed convs, base 4 channels) on a 16 kHz
-    # 512/256 STFT pooled 2 (freq) x 4 (time) for the decoder (62.5 Hz x 64 ms mask cells, bilinear upsampled). The SoP per-bin weighting focuses the short MAS training on the energetic bins that dominate SDR.
+    # 512/256 STFT pooled 2 (freq) x 4 (time) for the decoder (62.5 Hz x 64 ms mask cells, bilinear upsampled);
+    # the decoder trains at 3x lr (with oracle class conditioning it reaches ~8 dB SDR in 120 steps at 3e-3 and
+    # stays below the mixture at 1e-3). The SoP per-bin weighting focuses the short MAS training on the energetic bins that dominate SDR.
     "cpu": {
         "model": {"dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
                   "alpha": 0.5, "decoder_depth": 4, "decoder_levels": 4, "decoder_base": 4, "decoder_pool": [2, 4],
-                  "frontend": "mel64_16k", "stft": "cpu_16k", "mas_weighting": "sop"},
+                  "frontend": "mel64_16k", "stft": "cpu_16k", "mas_weighting": "sop", "sep_lr_mult": 3.0},
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0, "return_wave": True},
         "train": {"epochs": 6, "batch_size": 32, "lr": 1e-3},
     },
@@ -70,7 +72,8 @@ class OneAVM(nn.Module):
     Other kwargs: ``dim``, ``width``/``audio_width``, ``last_stride``, ``tau``, ``pretrained_path`` (ImageNet
     ResNet-18 state_dict file), ``frontend`` (spectrogram front end of the mixtures: must equal the data
     section's), ``sample_rate`` (rate of the batch waves), ``stft`` (``separation.STFT_PRESETS`` name),
-    ``decoder_levels``, ``decoder_base``, ``decoder_pool`` (``separation.MaskUNet``).
+    ``decoder_levels``, ``decoder_base``, ``decoder_pool`` (``separation.MaskUNet``), ``sep_lr_mult`` (decoder lr
+    multiplier in ``param_groups``).
     """
 
     requires_training = True
@@ -95,6 +98,7 @@ class OneAVM(nn.Module):
         frontend: str = "mel64_16k",
         sample_rate: int = 16000,
         stft: str = "cpu_16k",
+        sep_lr_mult: float = 1.0,
         pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -112,6 +116,7 @@ class OneAVM(nn.Module):
         self.mas_target, self.mas_weighting = mas_target, mas_weighting
         self.frontend, self.sample_rate = frontend, int(sample_rate)
         self.stft_cfg = sep.get_stft(stft)
+        self.sep_lr_mult = float(sep_lr_mult)
         self.visual = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride)
         if pretrained_path:
             load_torchvision_weights(self.visual, pretrained_path)
@@ -123,6 +128,13 @@ class OneAVM(nn.Module):
         self.g_v_mva, self.g_a_mva = nn.Conv2d(cv, dim, 1), nn.Linear(ca, dim)
         self.g_sep = sep.MaskUNet(cond_dim=cv + ca, depth=decoder_depth, levels=decoder_levels, base=decoder_base,
                                    pool=decoder_pool if isinstance(decoder_pool, int) else tuple(decoder_pool))
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """[ours] The MAS decoder may train at ``sep_lr_mult * lr`` (SoP: 10x the frame net's lr, PROTOCOLS 2.5)."""
+        dec = list(self.g_sep.parameters())
+        ids = {id(p) for p in dec}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest, "lr": lr}, {"params": dec, "lr": lr * self.sep_lr_mult}]
 
     # ------------------------------------------------------------------------------------------ features
     def _audio_feat(self, specs: torch.Tensor) -> torch.Tensor:

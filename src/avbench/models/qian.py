@@ -58,15 +58,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 20, "batch_size": 16, "lr": 1e-3},
     },
     # [ours] CPU recipe for the SynthAV demo (<= 60 s on 2 cores): width-16 ResNet (7x7 maps at 112 px), a 3-block
-    # CRNN on 64 mels, small heads, the OneAVM cpu mask decoder; stage 2 for the second half of the epochs.
+    # CRNN on 64 mels, small heads, a 1-block AVC visual stage, the OneAVM cpu mask decoder (3x lr); backbones
+    # train at the full lr (from scratch here, pre-trained in the paper); stage 2 from epoch round(0.5 * 5) = 2.
     "cpu": {
         "model": {"num_classes": 8, "width": 16, "last_stride": 1, "audio_channels": [16, 32, 64],
                   "gru_hidden": 64, "proj_hidden": 128, "embed_dim": 64, "avc_dim": 64, "avc_hidden": 32, "avc_blocks": 1,
                   "frontend": "mel64_16k", "stft": "cpu_16k", "decoder_depth": 4, "decoder_levels": 4,
-                  "decoder_base": 4, "decoder_pool": [2, 4], "stage2_fraction": 0.5, "total_epochs": 8,
-                  "mixture_cls": True},
+                  "decoder_base": 4, "decoder_pool": [2, 4], "stage2_fraction": 0.5, "total_epochs": 5,
+                  "mixture_cls": True, "backbone_lr_mult": 1.0, "sep_lr_mult": 3.0},
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0, "return_wave": True},
-        "train": {"epochs": 8, "batch_size": 32, "lr": 1e-3},
+        "train": {"epochs": 5, "batch_size": 32, "lr": 1e-3},
     },
 }
 
@@ -163,7 +164,8 @@ class Qian(nn.Module):
     ``valid_threshold`` (0.3), ``margin`` (1.4). ``mas_target`` / ``mas_weighting`` (``sop`` default: SoP weights).
     Sizes: ``num_classes``, ``width``, ``last_stride``, ``audio_channels``, ``gru_hidden``, ``proj_hidden``,
     ``embed_dim``, ``avc_dim``, ``avc_hidden``, ``avc_blocks``, ``decoder_*``; ``frontend`` (must equal the data section's),
-    ``sample_rate`` (batch waves), ``stft``, ``pretrained_path`` (ImageNet ResNet-18 file).
+    ``sample_rate`` (batch waves), ``stft``, ``pretrained_path`` (ImageNet ResNet-18 file); ``backbone_lr_mult``
+    (0.1, paper) and ``sep_lr_mult`` (1.0): per-module lr multipliers used by ``param_groups``.
     """
 
     requires_training = True
@@ -198,6 +200,8 @@ class Qian(nn.Module):
         frontend: str = "qian_22k_mel64",
         sample_rate: int = 16000,
         stft: str = "sop_11k",
+        backbone_lr_mult: float = 0.1,
+        sep_lr_mult: float = 1.0,
         pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -214,6 +218,7 @@ class Qian(nn.Module):
         self.mas_target, self.mas_weighting = mas_target, mas_weighting
         self.frontend, self.sample_rate = frontend, int(sample_rate)
         self.stft_cfg = sep.get_stft(stft)
+        self.backbone_lr_mult, self.sep_lr_mult = float(backbone_lr_mult), float(sep_lr_mult)
         self.stage2_epoch = int(round(float(stage2_fraction) * int(total_epochs)))
         self.register_buffer("stage2_active", torch.tensor(self.stage2_epoch <= 0))
 
@@ -236,11 +241,14 @@ class Qian(nn.Module):
         self.stage2_active.fill_(epoch >= self.stage2_epoch)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Paper: lr for the heads, lr / 10 for the two backbones (1e-3 / 1e-4)."""
+        """Paper: lr for the heads, lr / 10 for the two (pre-trained) backbones (1e-3 / 1e-4); the separation
+        decoder at ``sep_lr_mult * lr``."""
         backbone = list(self.visual.parameters()) + list(self.audio.conv.parameters())
-        ids = {id(p) for p in backbone}
+        dec = list(self.g_sep.parameters())
+        ids = {id(p) for p in backbone + dec}
         heads = [p for p in self.parameters() if id(p) not in ids]
-        return [{"params": backbone, "lr": lr * 0.1}, {"params": heads, "lr": lr}]
+        return [{"params": backbone, "lr": lr * self.backbone_lr_mult}, {"params": heads, "lr": lr},
+                {"params": dec, "lr": lr * self.sep_lr_mult}]
 
     # ------------------------------------------------------------------------------------------ features
     def _visual(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
