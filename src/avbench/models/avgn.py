@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {
             "num_classes": 8, "dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
             "depth": 3, "heads": 4, "mlp_ratio": 2.0, "drop_path": 0.1, "mix_prob": 0.5,
-            "frontend": "mel64_16k",
+            "frontend": "mel64_16k", "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
         },
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0},
         "train": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
@@ -105,6 +105,8 @@ class AVGN(nn.Module):
         visual_gate: bool = True,
         frontend: str = "paper_22k_257x300",
         pretrained_path: str | None = None,
+        padding_mode: str = "zeros",
+        visual_stages: int = 4,
     ) -> None:
         super().__init__()
         if not 0.0 <= mix_prob <= 1.0:
@@ -117,7 +119,8 @@ class AVGN(nn.Module):
         self.agnostic_threshold = float(agnostic_threshold)
         self.visual_gate = bool(visual_gate)
         self.frontend = frontend
-        self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=pretrained_path)
+        self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=pretrained_path,
+                                    padding_mode=padding_mode, n_stages=visual_stages)
         self.audio = AudioEncoder(dim=dim, width=audio_width or width, in_channels=1)
         if self.class_aware:
             heads_mod = nn.Module()  # container so init_linear touches only the new heads

@@ -48,15 +48,20 @@ class ResNet18Trunk(nn.Module):
     """
 
     def __init__(self, width: int = 64, in_channels: int = 3, last_stride: int = 2,
-                 padding_mode: str = "zeros") -> None:
+                 padding_mode: str = "zeros", n_stages: int = 4) -> None:
         super().__init__()
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        if n_stages not in (3, 4):
+            raise ValueError(f"n_stages must be 3 or 4, got {n_stages}")
         self.padding_mode = padding_mode
         self.width = width
         self.in_channels = in_channels
-        self.out_channels = 8 * width
-        self.stride = 16 * last_stride
+        # n_stages=3 stops after layer3 (stride 16, 4*width channels): a smaller receptive field for small
+        # inputs trained from scratch; torchvision weights need all four stages.
+        self.n_stages = n_stages
+        self.out_channels = 8 * width if n_stages == 4 else 4 * width
+        self.stride = 16 * last_stride if n_stages == 4 else 16
         self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -64,7 +69,7 @@ class ResNet18Trunk(nn.Module):
         self.layer1 = self._stage(width, width, 1)
         self.layer2 = self._stage(width, 2 * width, 2)
         self.layer3 = self._stage(2 * width, 4 * width, 2)
-        self.layer4 = self._stage(4 * width, 8 * width, last_stride)
+        self.layer4 = self._stage(4 * width, 8 * width, last_stride) if n_stages == 4 else nn.Identity()
         self._init_weights()
 
     def _stage(self, inplanes: int, planes: int, stride: int) -> nn.Sequential:
@@ -123,9 +128,11 @@ class VisualEncoder(nn.Module):
         last_stride: int = 2,
         pretrained_path: str | os.PathLike | None = None,
         padding_mode: str = "zeros",
+        n_stages: int = 4,
     ) -> None:
         super().__init__()
-        self.trunk = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride, padding_mode=padding_mode)
+        self.trunk = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride, padding_mode=padding_mode,
+                                   n_stages=n_stages)
         if pretrained_path:
             load_torchvision_weights(self.trunk, pretrained_path)
         self.proj = nn.Conv2d(self.trunk.out_channels, dim, kernel_size=1)

@@ -28,9 +28,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # [ours] Small CPU recipe: width 16 trunks, 112 px with stride 16 (still 7x7 maps), 64-mel audio.
     # The higher lr compensates for the scratch-initialised, small network on small data.
     "cpu": {
-        "model": {"dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03},
+        # Replicate padding and a 3-stage visual trunk: a scratch-trained layer4 learns the frame border
+        # instead of the objects on SynthAV (measured: mean cIoU 0.001 -> 0.18 after 8 epochs).
+        "model": {"dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
+                  "padding_mode": "replicate", "visual_stages": 3},
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0},
-        "train": {"epochs": 30, "batch_size": 64, "lr": 1e-3},
+        "train": {"epochs": 20, "batch_size": 32, "lr": 3e-3},
     },
 }
 
@@ -48,15 +51,17 @@ class EZVSL(nn.Module):
         tau: float = 0.03,
         pretrained_path: str | None = None,
         padding_mode: str = "zeros",
+        visual_stages: int = 4,
     ) -> None:
         super().__init__()
         self.tau = float(tau)
         self.config = {
             "dim": dim, "width": width, "audio_width": audio_width or width, "last_stride": last_stride,
             "tau": tau, "pretrained_path": pretrained_path, "padding_mode": padding_mode,
+            "visual_stages": visual_stages,
         }
         self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=pretrained_path,
-                                    padding_mode=padding_mode)
+                                    padding_mode=padding_mode, n_stages=visual_stages)
         self.audio = AudioEncoder(dim=dim, width=audio_width or width, in_channels=1)
 
     def encode(self, images: torch.Tensor, specs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -178,7 +178,9 @@ class OneAVM(nn.Module):
 
     def mask_logits(self, x_mix: torch.Tensor, vmap: torch.Tensor, spec_mix: torch.Tensor) -> torch.Tensor:
         """``g_sep(a_m, v_i)``: mask logits ``[B, F, T]`` on the mixture STFT grid."""
-        cond = torch.cat([vmap.amax(dim=(-2, -1)), self._audio_feat(spec_mix)], dim=1)
+        # [ours] each part L2-normalised: scale-free conditioning, neither modality dominates the FiLM input
+        cond = torch.cat([F.normalize(vmap.amax(dim=(-2, -1)), dim=1),
+                          F.normalize(self._audio_feat(spec_mix), dim=1)], dim=1)
         return self.g_sep(sep.log_magnitude(x_mix), cond)
 
     def mas_loss(self, wave: torch.Tensor, vmap: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:

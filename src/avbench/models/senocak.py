@@ -46,6 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "dim": 512, "width": 64, "audio_width": 64, "last_stride": 1, "audio_last_stride": 1,
             "proj_dim": 512, "tau": 0.07, "k": 1000,
             "semantic": True, "multiview": True, "feature_alignment": True,
+            "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
         },
         "data": {"image_size": 224, "frontend": "lvs_16k_257x299", "audio_duration_s": 3.0},
         "train": {"epochs": 50, "batch_size": 128, "lr": 1e-4},
@@ -313,6 +314,8 @@ class Senocak2023(nn.Module):
         width: int = 64,
         audio_width: int | None = None,
         last_stride: int = 1,
+        padding_mode: str = "zeros",
+        visual_stages: int = 4,
         audio_last_stride: int = 2,
         proj_dim: int = 512,
         tau: float = 0.07,
@@ -342,7 +345,8 @@ class Senocak2023(nn.Module):
             "symmetric": symmetric, "crop_min_scale": crop_min_scale, "jitter": jitter,
             "audio_max_shift": audio_max_shift,
         }
-        self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=None)
+        self.visual = VisualEncoder(dim=dim, width=width, last_stride=last_stride, pretrained_path=None,
+                                    padding_mode=padding_mode, n_stages=visual_stages)
         self.audio = AudioEncoder(dim=dim, width=audio_width, in_channels=1, last_stride=audio_last_stride)
         # Only built when used: parameters without gradients would break DDP (find_unused_parameters=False).
         self.proj_v: nn.Linear | None = nn.Linear(dim, proj_dim) if self.feature_alignment else None

@@ -45,6 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {
             "dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
             "dropout_img": 0.9, "dropout_aud": 0.0, "momentum": 0.99, "use_momentum": True, "use_mom_eval": True,
+            "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
         },
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0},
         "train": {"epochs": 9, "batch_size": 64, "lr": 1e-3},
@@ -113,6 +114,8 @@ class SLAVC(nn.Module):
         use_momentum: bool = True,
         use_mom_eval: bool = True,
         pretrained_path: str | None = None,
+        padding_mode: str = "zeros",
+        visual_stages: int = 4,
     ) -> None:
         super().__init__()
         if not 0.0 <= momentum <= 1.0:
@@ -127,7 +130,8 @@ class SLAVC(nn.Module):
             "dropout_img": dropout_img, "dropout_aud": dropout_aud, "momentum": momentum,
             "use_momentum": use_momentum, "use_mom_eval": use_mom_eval, "pretrained_path": pretrained_path,
         }
-        visual = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride)
+        visual = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride, padding_mode=padding_mode,
+                               n_stages=visual_stages)
         if pretrained_path:
             load_torchvision_weights(visual, pretrained_path)
         audio = ResNet18Trunk(width=audio_width, in_channels=1)
