@@ -48,13 +48,14 @@ def test_cl_loss_by_hand() -> None:
 
 def test_mva_loss_by_hand() -> None:
     alpha = 0.3
-    model = _model(tau=1.0, alpha=alpha, dim=16)  # 8 * width = 16 channels = dim: identity heads possible
+    # cpu preset: 3-stage visual trunk -> 4 * 2 = 8 channels; audio 8 * 1 = 8 channels; dim 8: identity heads
+    model = _model(tau=1.0, alpha=alpha, dim=8, audio_width=1)
     with torch.no_grad():
-        model.g_v_mva.weight.copy_(torch.eye(16)[:, :, None, None])
+        model.g_v_mva.weight.copy_(torch.eye(8)[:, :, None, None])
         model.g_v_mva.bias.zero_()
-        model.g_a_mva.weight.copy_(torch.eye(16))
+        model.g_a_mva.weight.copy_(torch.eye(8))
         model.g_a_mva.bias.zero_()
-    e = torch.eye(16)[:2]
+    e = torch.eye(8)[:2]
     mixed = e[:, :, None, None]  # mixed frame n has the single location e_n
     partner = torch.tensor([1, 0])
     # L_CL(V_m, a_i): logits = I / tau -> 2 log(1 + e^-1). L_CL(V_m, a_j) with a_j = a[partner]: the positive

@@ -62,12 +62,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # train at the full lr (from scratch here, pre-trained in the paper); stage 2 from epoch round(0.5 * 5) = 2.
     "cpu": {
         "model": {"num_classes": 8, "width": 16, "last_stride": 1, "audio_channels": [16, 32, 64],
+                  "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
                   "gru_hidden": 64, "proj_hidden": 128, "embed_dim": 64, "avc_dim": 64, "avc_hidden": 32, "avc_blocks": 1,
                   "frontend": "mel64_16k", "stft": "cpu_16k", "decoder_depth": 4, "decoder_levels": 4,
                   "decoder_base": 4, "decoder_pool": [2, 4], "stage2_fraction": 0.5, "total_epochs": 5,
                   "mixture_cls": True, "backbone_lr_mult": 1.0, "sep_lr_mult": 3.0},
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0, "return_wave": True},
-        "train": {"epochs": 5, "batch_size": 32, "lr": 1e-3},
+        "train": {"epochs": 5, "batch_size": 32, "lr": 2e-3},
     },
 }
 
@@ -162,7 +163,8 @@ class Qian(nn.Module):
     ``stage2_fraction`` (0.5) with ``total_epochs`` (must equal the training epochs): stage 2 starts at epoch
     ``round(stage2_fraction * total_epochs)``; 0 = single-stage joint training, >= 1 = stage 1 only.
     ``valid_threshold`` (0.3), ``margin`` (1.4). ``mas_target`` / ``mas_weighting`` (``sop`` default: SoP weights).
-    Sizes: ``num_classes``, ``width``, ``last_stride``, ``audio_channels``, ``gru_hidden``, ``proj_hidden``,
+    Sizes: ``num_classes``, ``width``, ``last_stride``, ``padding_mode`` / ``visual_stages`` (visual trunk; with 3
+    stages F_v = O_v = the layer3 map), ``audio_channels``, ``gru_hidden``, ``proj_hidden``,
     ``embed_dim``, ``avc_dim``, ``avc_hidden``, ``avc_blocks``, ``decoder_*``; ``frontend`` (must equal the data section's),
     ``sample_rate`` (batch waves), ``stft``, ``pretrained_path`` (ImageNet ResNet-18 file); ``backbone_lr_mult``
     (0.1, paper) and ``sep_lr_mult`` (1.0): per-module lr multipliers used by ``param_groups``.
@@ -202,6 +204,8 @@ class Qian(nn.Module):
         stft: str = "sop_11k",
         backbone_lr_mult: float = 0.1,
         sep_lr_mult: float = 1.0,
+        padding_mode: str = "zeros",
+        visual_stages: int = 4,
         pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -222,7 +226,8 @@ class Qian(nn.Module):
         self.stage2_epoch = int(round(float(stage2_fraction) * int(total_epochs)))
         self.register_buffer("stage2_active", torch.tensor(self.stage2_epoch <= 0))
 
-        self.visual = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride)
+        self.visual = ResNet18Trunk(width=width, in_channels=3, last_stride=last_stride, padding_mode=padding_mode,
+                                    n_stages=visual_stages)
         if pretrained_path:
             load_torchvision_weights(self.visual, pretrained_path)
         cv = self.visual.out_channels
@@ -322,7 +327,7 @@ class Qian(nn.Module):
             weights = F.relu(torch.einsum("behw,be->bhw", self._proj_v_map(fv), ga)).detach()
         else:
             weights = self.visual_cam(fv)[torch.arange(len(classes)), classes]
-        return weighted_pool(fv, weights.unsqueeze(1))[:, 0]
+        return F.normalize(weighted_pool(fv, weights.unsqueeze(1))[:, 0], dim=1)  # scale-free FiLM input [ours]
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         images, specs, labels = batch["image"], batch["spec"], batch["label_idx"].to(batch["image"].device)

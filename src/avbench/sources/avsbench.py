@@ -151,7 +151,7 @@ def check_avsbench_tree(root: PathLike, subset: str = "s4", deep: bool = False) 
     missing = [str(p) for p in expected if not p.exists()]
     if deep and not missing:
         meta = read_avsbench_meta(root, subset)
-        for name, split, category in meta.itertuples(index=False):
+        for name, split, category in zip(meta["name"], meta["split"], meta["category"], strict=True):
             paths = avsbench_paths(root, subset, name, split, category)
             for p in [*paths["frames"], *paths["masks"], paths["audio"]]:
                 if not p.exists():
