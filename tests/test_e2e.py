@@ -99,7 +99,10 @@ def test_mixture_boxes_shifted(dag_run: Path) -> None:
 
 def test_metrics_in_range_and_tables_written(dag_run: Path) -> None:
     table = pd.read_parquet(dag_run / "tables/synthav_localization.parquet")
-    assert {"ezvsl", "slavc", "senocak", "centre_prior", "random"} <= set(table["method"])
+    assert {"ezvsl", "slavc", "senocak", "avgn", "m2vsl", "oneavm", "qian", "centre_prior", "random"} <= set(
+        table["method"])
+    separation = pd.read_parquet(dag_run / "tables/synthav_separation.parquet")
+    assert {"oneavm", "qian"} <= set(separation["method"])
     for column in ("ciou_sr@0.5", "auc", "avg_ciou"):
         assert table[column].between(0, 100).all(), column
     assert (dag_run / "tables/synthav_localization.csv").exists()
