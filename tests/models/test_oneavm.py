@@ -48,8 +48,8 @@ def test_cl_loss_by_hand() -> None:
 
 def test_mva_loss_by_hand() -> None:
     alpha = 0.3
-    # cpu preset: 3-stage visual trunk -> 4 * 2 = 8 channels; audio 8 * 1 = 8 channels; dim 8: identity heads
-    model = _model(tau=1.0, alpha=alpha, dim=8, audio_width=1)
+    # 3-stage visual trunk -> 4 * 2 = 8 channels; audio 8 * 1 = 8 channels; dim 8: identity heads
+    model = _model(tau=1.0, alpha=alpha, dim=8, audio_width=1, visual_stages=3)
     with torch.no_grad():
         model.g_v_mva.weight.copy_(torch.eye(8)[:, :, None, None])
         model.g_v_mva.bias.zero_()

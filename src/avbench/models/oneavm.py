@@ -51,10 +51,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 512/256 STFT pooled 2 (freq) x 4 (time) for the decoder (62.5 Hz x 64 ms mask cells, bilinear upsampled);
     # the decoder trains at 3x lr (with oracle class conditioning it reaches ~8 dB SDR in 120 steps at 3e-3 and
     # stays below the mixture at 1e-3). Measured on the demo (6 epochs, lr 2e-3): SDR 2.0 dB vs mixture 0.1 dB;
-    # with lr 1e-3 and un-normalised conditioning the decoder had not learned (-7.7 dB). The SoP per-bin weighting focuses the short MAS training on the energetic bins that dominate SDR.
+    # with lr 1e-3 and un-normalised conditioning the decoder had not learned (-7.7 dB). The EZ-VSL cpu trunk
+    # variant (replicate padding, 3 visual stages) was tried with this recipe: MAS did not learn (-8.1 dB, one run),
+    # so the 4-stage zero-padded trunk stays here until a multi-seed comparison says otherwise. Seed 1 of this
+    # exact recipe gave -1.5 dB: MAS learning within the CPU budget is seed-fragile (see the helper report). The SoP per-bin weighting focuses the short MAS training on the energetic bins that dominate SDR.
     "cpu": {
         "model": {"dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
-                  "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
                   "alpha": 0.5, "decoder_depth": 4, "decoder_levels": 4, "decoder_base": 4, "decoder_pool": [2, 4],
                   "frontend": "mel64_16k", "stft": "cpu_16k", "mas_weighting": "sop", "sep_lr_mult": 3.0},
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0, "return_wave": True},
@@ -72,7 +74,7 @@ class OneAVM(nn.Module):
     layers of the MAS decoder. ``mas_target``: ``dominance`` (|X_i| > |X_j|, default) or ``as_printed``
     (|X_i| > |X_m|). ``mas_weighting``: ``none`` (Eq. 4: plain mean BCE) or ``sop`` (log1p|X_mix| bin weights).
     Other kwargs: ``dim``, ``width``/``audio_width``, ``last_stride``, ``padding_mode`` / ``visual_stages`` (visual
-    ``ResNet18Trunk``: the cpu preset uses replicate padding and 3 stages, as EZ-VSL's), ``tau``, ``pretrained_path`` (ImageNet
+    ``ResNet18Trunk`` options, as in EZ-VSL), ``tau``, ``pretrained_path`` (ImageNet
     ResNet-18 state_dict file), ``frontend`` (spectrogram front end of the mixtures: must equal the data
     section's), ``sample_rate`` (rate of the batch waves), ``stft`` (``separation.STFT_PRESETS`` name),
     ``decoder_levels``, ``decoder_base``, ``decoder_pool`` (``separation.MaskUNet``), ``sep_lr_mult`` (decoder lr
