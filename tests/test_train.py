@@ -91,6 +91,34 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path: Path, monkeypatch: py
     assert pd.read_csv(summary["log"])["epoch"].tolist() == [1, 2]
 
 
+def test_cosine_schedule_decays_and_resumes_on_the_same_curve(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = _run(tmp_path / "straight", epochs=3, lr_schedule="cosine")
+    lrs = pd.read_csv(straight["log"])["lr"].to_numpy()
+    # 3 steps per epoch, 9 in all: the lr of each epoch's last step is 1e-3 * (1 + cos(pi * s / 9)) / 2.
+    expected = [1e-3 * 0.5 * (1 + np.cos(np.pi * s / 9)) for s in (2, 5, 8)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-9)
+
+    calls = {"n": 0}
+    original = EZVSL.forward
+
+    def dying_forward(self: EZVSL, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, batch)
+
+    monkeypatch.setattr(EZVSL, "forward", dying_forward)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "killed", epochs=3, lr_schedule="cosine")
+    monkeypatch.setattr(EZVSL, "forward", original)
+    resumed = _run(tmp_path / "killed", epochs=3, lr_schedule="cosine")
+    a, b = _weights(Path(straight["final"])), _weights(Path(resumed["final"]))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _run(tmp_path / "bad", epochs=1, lr_schedule="step")
+
+
 def test_loss_decreases_on_learnable_data(tmp_path: Path) -> None:
     summary = train("ezvsl", TINY, RandomClips(n=32), tmp_path, epochs=8, batch_size=8, lr=3e-3, seed=0,
                     device="cpu", threads=1)
@@ -119,3 +147,20 @@ def test_train_from_shards_with_cpu_preset(tmp_path: Path) -> None:
     ckpt = torch.load(summary["final"], weights_only=False)
     assert ckpt["config"]["data_cfg"]["frontend"] == "mel64_16k" and ckpt["config"]["model_cfg"]["width"] == 4
     assert pd.read_csv(summary["log"])["epoch"].tolist() == [1]
+
+
+def test_train_from_config_ties_qian_stage_switch_to_the_configured_epochs(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    import avbench.train as train_mod
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(train_mod, "train", lambda method, model_cfg, *a, **kw: seen.update(model_cfg, **kw))
+    common = {"train_shards": tmp_path, "out_dir": tmp_path, "seed": 0, "threads": 1, "log_path": tmp_path / "l"}
+    train_mod.train_from_config("qian", {"preset": "cpu", "epochs": 8}, **common)
+    assert seen["total_epochs"] == 8 and seen["epochs"] == 8 and seen["lr_schedule"] == "constant"
+    # An explicit model setting wins; methods without the argument never receive it.
+    train_mod.train_from_config("qian", {"preset": "cpu", "epochs": 8, "model": {"total_epochs": 20}}, **common)
+    assert seen["total_epochs"] == 20
+    seen.clear()
+    train_mod.train_from_config("ezvsl", {"preset": "cpu", "lr_schedule": "cosine"}, **common)
+    assert "total_epochs" not in seen and seen["lr_schedule"] == "cosine"

@@ -14,6 +14,7 @@ Methods may define optional hooks: ``param_groups(lr) -> list[dict]`` (per-modul
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -139,6 +140,7 @@ def train(
     threads: int | None = None,
     data_cfg: Mapping[str, Any] | None = None,
     preset: str | None = None,
+    lr_schedule: Literal["constant", "cosine"] = "constant",
 ) -> dict[str, Any]:
     """Train ``model_name`` and write ``{out_dir}/last.pt`` (every epoch) and ``{out_dir}/final.pt``.
 
@@ -147,7 +149,9 @@ def train(
     ``data`` section) or a ready map-style Dataset whose items ``avbench.data.collate`` can batch.
     ``batch_size`` is global: under torchrun (``WORLD_SIZE > 1``) each rank gets ``batch_size // world``.
     AMP (bf16 where supported, else fp16 with GradScaler) and channels_last apply only on CUDA; ``amp`` is
-    ignored on CPU. ``threads`` calls ``torch.set_num_threads`` (process-wide).
+    ignored on CPU. ``threads`` calls ``torch.set_num_threads`` (process-wide). ``lr_schedule``: ``constant``
+    or ``cosine`` (per-step decay of every parameter group's lr to 0 over the run; a function of the global step,
+    so a resumed run follows the same curve).
     Returns a summary dict (paths, epochs run, last loss, throughput).
     """
     out = Path(out_dir)
@@ -172,7 +176,10 @@ def train(
     config = {
         "model_name": model_name, "model_cfg": model_kwargs, "data_cfg": data_kwargs, "preset": preset,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "world_size": world,
+        "lr_schedule": lr_schedule,
     }
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
 
     model = registry.create(model_name, **model_kwargs)
     if not getattr(model, "requires_training", True):
@@ -209,6 +216,7 @@ def train(
         model.to(memory_format=torch.channels_last)
     params = model.param_groups(lr) if hasattr(model, "param_groups") else model.parameters()
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=0.0)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # per-group multipliers already applied
     amp_on, amp_dtype = _amp_settings(amp, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_on and amp_dtype == torch.float16)
 
@@ -236,6 +244,7 @@ def train(
 
     steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
     step = start_epoch * steps_per_epoch  # global optimizer step, for on_step_end hooks
+    total_steps = max(1, epochs * steps_per_epoch)
     for epoch in range(start_epoch, epochs):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -250,6 +259,10 @@ def train(
             if max_steps_per_epoch is not None and i >= max_steps_per_epoch:
                 break
             batch = _to_device(batch, dev, channels_last)
+            if lr_schedule == "cosine":
+                factor = 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base * factor
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_on):
                 loss = train_model(batch)["loss"]
             if not torch.isfinite(loss):
@@ -341,15 +354,20 @@ def train_from_config(
     model_cfg = dict(method_cfg.get("model", {}))
     if getattr(registry.model_class(method), "uses_knn", False):
         model_cfg["knn_path"] = str(knn_path) if knn_path else None
+    epochs = int(method_cfg.get("epochs", train_defaults.get("epochs", 0)))
+    # Methods whose schedule depends on the run length (Qian's stage switch) follow the configured epochs.
+    if "total_epochs" in inspect.signature(registry.model_class(method)).parameters and "total_epochs" not in model_cfg:
+        model_cfg["total_epochs"] = epochs
     missing = [k for k in ("epochs", "batch_size", "lr") if k not in method_cfg and k not in train_defaults]
     if missing:
         raise ValueError(f"config key 'methods.{name}' lacks {missing} and preset {preset!r} gives no default")
     return train(
         method, model_cfg, train_shards, out_dir,
-        epochs=int(method_cfg.get("epochs", train_defaults.get("epochs"))),
+        epochs=epochs,
         batch_size=int(method_cfg.get("batch_size", train_defaults.get("batch_size"))),
         lr=float(method_cfg.get("lr", train_defaults.get("lr"))),
         seed=seed, threads=threads, log_path=log_path, preset=preset, data_cfg=data_cfg,
+        lr_schedule=method_cfg.get("lr_schedule", train_defaults.get("lr_schedule", "constant")),
     )
 
 

@@ -16,6 +16,12 @@ def test_trunk_shapes_and_strides() -> None:
         assert ResNet18Trunk(64).eval()(torch.zeros(1, 3, 224, 224)).shape == (1, 512, 7, 7)
         assert ResNet18Trunk(16, last_stride=1).eval()(torch.zeros(1, 3, 112, 112)).shape == (1, 128, 7, 7)
         assert ResNet18Trunk(8, in_channels=1).eval()(torch.zeros(1, 1, 257, 200)).shape == (1, 64, 9, 7)
+        # Three stages: last_stride is layer3's stride (stride 8 -> 14x14 maps at 112 px, 16 -> 7x7).
+        three = ResNet18Trunk(16, last_stride=1, n_stages=3).eval()
+        assert three(torch.zeros(1, 3, 112, 112)).shape == (1, 64, 14, 14) and three.stride == 8
+        three = ResNet18Trunk(16, last_stride=2, n_stages=3).eval()
+        assert three(torch.zeros(1, 3, 112, 112)).shape == (1, 64, 7, 7) and three.stride == 16
+        assert ResNet18Trunk(16, last_stride=1).stride == 16 and ResNet18Trunk(64).stride == 32
 
 
 def test_visual_and_audio_encoders_are_unit_norm() -> None:

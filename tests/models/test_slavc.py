@@ -133,7 +133,7 @@ def test_registry_presets() -> None:
     assert paper["data"]["frontend"] == "stonemo_16k_257x200" and paper["data"]["image_size"] == 224
     cpu = get_preset("slavc", "cpu")
     assert cpu["data"]["image_size"] == 112 and cpu["data"]["frontend"] == "mel64_16k"
-    assert cpu["model"]["width"] == 16 and cpu["model"]["last_stride"] == 1
+    assert cpu["model"]["width"] == 16 and cpu["model"]["last_stride"] == 2  # 3 stages: stride 16, 7x7
     model = create("slavc", preset="paper").eval()
     assert isinstance(model, SLAVC) and model.requires_training and not getattr(model, "uses_knn", False)
     with torch.no_grad():

@@ -56,7 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ~1.5x EZ-VSL's cost per sample, so 10 epochs (not EZ-VSL's 12) keep the demo run under 60 s.
     "cpu": {
         "model": {
-            "num_classes": 8, "dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
+            "num_classes": 8, "dim": 128, "width": 16, "audio_width": 16, "last_stride": 2, "tau": 0.03,
             "depth": 3, "heads": 4, "mlp_ratio": 2.0, "drop_path": 0.1, "mix_prob": 0.5,
             "frontend": "mel64_16k", "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
         },

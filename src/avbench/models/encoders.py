@@ -57,18 +57,19 @@ class ResNet18Trunk(nn.Module):
         self.padding_mode = padding_mode
         self.width = width
         self.in_channels = in_channels
-        # n_stages=3 stops after layer3 (stride 16, 4*width channels): a smaller receptive field for small
-        # inputs trained from scratch; torchvision weights need all four stages.
+        # n_stages=3 stops after layer3 (4*width channels): a smaller receptive field for small inputs trained
+        # from scratch; torchvision weights need all four stages. ``last_stride`` is the stride of the last stage
+        # kept, so 3 stages give stride 8 * last_stride (14x14 maps at 112 px with last_stride=1).
         self.n_stages = n_stages
         self.out_channels = 8 * width if n_stages == 4 else 4 * width
-        self.stride = 16 * last_stride if n_stages == 4 else 16
+        self.stride = 8 * last_stride * (2 if n_stages == 4 else 1)
         self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._stage(width, width, 1)
         self.layer2 = self._stage(width, 2 * width, 2)
-        self.layer3 = self._stage(2 * width, 4 * width, 2)
+        self.layer3 = self._stage(2 * width, 4 * width, 2 if n_stages == 4 else last_stride)
         self.layer4 = self._stage(4 * width, 8 * width, last_stride) if n_stages == 4 else nn.Identity()
         self._init_weights()
 

@@ -61,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CRNN on 64 mels, small heads, a 1-block AVC visual stage, the OneAVM cpu mask decoder (3x lr); backbones
     # train at the full lr (from scratch here, pre-trained in the paper); stage 2 from epoch round(0.5 * 5) = 2.
     "cpu": {
-        "model": {"num_classes": 8, "width": 16, "last_stride": 1, "audio_channels": [16, 32, 64],
+        "model": {"num_classes": 8, "width": 16, "last_stride": 2, "audio_channels": [16, 32, 64],
                   "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
                   "gru_hidden": 64, "proj_hidden": 128, "embed_dim": 64, "avc_dim": 64, "avc_hidden": 32, "avc_blocks": 1,
                   "frontend": "mel64_16k", "stft": "cpu_16k", "decoder_depth": 4, "decoder_levels": 4,

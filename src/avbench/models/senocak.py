@@ -46,7 +46,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "dim": 512, "width": 64, "audio_width": 64, "last_stride": 1, "audio_last_stride": 1,
             "proj_dim": 512, "tau": 0.07, "k": 1000,
             "semantic": True, "multiview": True, "feature_alignment": True,
-            "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
         },
         "data": {"image_size": 224, "frontend": "lvs_16k_257x299", "audio_duration_s": 3.0},
         "train": {"epochs": 50, "batch_size": 128, "lr": 1e-4},

@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (and the use_mom_eval maps) would stay ~90 % the random initialisation.
     "cpu": {
         "model": {
-            "dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
+            "dim": 128, "width": 16, "audio_width": 16, "last_stride": 2, "tau": 0.03,
             "dropout_img": 0.9, "dropout_aud": 0.0, "momentum": 0.99, "use_momentum": True, "use_mom_eval": True,
             "padding_mode": "replicate", "visual_stages": 3,  # see the EZ-VSL cpu preset
         },
