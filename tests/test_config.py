@@ -32,6 +32,8 @@ def test_missing_section_gets_schema_defaults() -> None:
         ({"datasets": {"bad": {"source": "youtube"}}}, "datasets.bad.source"),
         ({"knn": {"k": 0}}, "knn.k"),
         ({"shards": {"unknown_option": 1}}, "shards"),
+        ({"datasets": {"x": {"source": "vggss", "train_from": "nowhere"}}}, "datasets.x.train_from"),
+        ({"datasets": {"x": {"source": "vggss", "train_from": "Bad Name"}}}, "datasets.x.train_from"),
     ],
 )
 def test_errors_name_the_bad_key(override: dict, key: str) -> None:

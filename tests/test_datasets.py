@@ -60,7 +60,7 @@ def test_vggss_test_split_is_the_5158_boxed_clips() -> None:
     assert (test["boxes"].map(json.loads).map(len) > 0).all()
     assert test["url"].str.startswith("https://www.youtube.com/watch?v=").all()
     train = frame[frame["split"] == "train"]
-    assert not set(train["clip_id"]) & set(test["clip_id"])  # one split per clip
+    assert not set(train["clip_id"]) & set(test["clip_id"])  # one row per clip: a primary split each
     assert 0 < len(train) <= 10000
 
 
@@ -87,6 +87,74 @@ def test_vggss_10k_labels_from_vggsound_csv_and_clean_mode(tmp_path: Path) -> No
     assert train_o == set(labelled) - vggss_ids  # ids without a vggsound.csv row are dropped, test wins
     assert train_c == set(labelled) - vggss_ids - vggsound_test
     assert len(train_o - train_c) == 787 - 238 and not train_c & vggsound_test  # PROTOCOLS 1.11 overlaps
+
+
+@pytest.fixture(scope="module")
+def vgg144k_metadata(tmp_path_factory) -> Path:
+    """A metadata_dir with the real VGGSound-144k list, vggss.json and test.csv, and a vggsound.csv that labels the
+    144k ids known from the ACL-SSL lists and test.csv (the full vggsound.csv is not in shared/)."""
+    md = _link_tree(tmp_path_factory.mktemp("md144k"),
+                    ["vggss/vggss.json", "vggsound/test.csv", "vggsound_subsets/vggss_144k.txt"])
+    known: dict[str, str] = {}
+    for rel in ("vggsound_subsets/acl-ssl/vggss_heard.csv", "vggsound_subsets/acl-ssl/vggss_10k.csv"):
+        known.update(read_labeled_clip_list(META / rel).set_index("clip_id")["label"].to_dict())
+    test_labels = read_vggsound_test(META / "vggsound/test.csv").set_index("clip_id")["label"]
+    known.update(test_labels.to_dict())
+    pd.DataFrame({"ytid": [c[:11] for c in known], "start": [int(c[12:]) for c in known],
+                  "label": list(known.values()),
+                  "split": ["test" if c in test_labels.index else "train" for c in known]}
+                 ).to_csv(md / "vggsound/vggsound.csv", header=False, index=False)
+    return md
+
+
+def test_original_keeps_the_3709_vggss_test_clips_of_144k_in_train(vgg144k_metadata: Path) -> None:
+    """configs/senocak.yaml's `vggss`: under `original` the VGG-SS test clips of VGGSound-144k are members of both
+    splits (one row, primary split test), under `clean` they are test only (PROTOCOLS 1.11: 3,709 clips)."""
+    import yaml
+
+    from avbench.manifest import in_split, split_counts
+
+    cfg = yaml.safe_load((REPO / "configs" / "senocak.yaml").read_text())["datasets"]["vggss"]
+    assert cfg["train_list_mode"] == "original" and cfg["train_list"] == "vggss_144k"
+    vggss = set(read_clip_ids(META / "vggss/vggss_test.csv")["clip_id"])
+    in_144k = set(read_clip_ids(META / "vggsound_subsets/vggss_144k.txt")["clip_id"])
+    vggsound_test = set(read_vggsound_test(META / "vggsound/test.csv")["clip_id"])
+
+    original = datasets.real_manifest("vggss", cfg, metadata_dir=vgg144k_metadata, n_chunks=8)
+    _check_contract(original, 8)
+    train = set(original.loc[in_split(original, "train"), "clip_id"])
+    test = set(original.loc[in_split(original, "test"), "clip_id"])
+    assert test == vggss and len(train & test) == len(vggss & in_144k) == 3709
+    leaked = original[original["clip_id"].isin(train & test)]
+    assert (leaked["split"] == "test").all() and (leaked["splits"] == json.dumps(["test", "train"])).all()
+    assert (leaked["boxes"] != "[]").all()  # the test row (with its boxes) is the one kept
+    assert split_counts(original)["train&test"] == 3709
+    assert train <= in_144k and len(train & vggsound_test) == len(in_144k & vggsound_test)  # list kept as is
+
+    clean = datasets.real_manifest("vggss", {**cfg, "train_list_mode": "clean"}, metadata_dir=vgg144k_metadata,
+                                   n_chunks=8)
+    _check_contract(clean, 8)
+    train_c = set(clean.loc[in_split(clean, "train"), "clip_id"])
+    assert set(clean.loc[in_split(clean, "test"), "clip_id"]) == vggss
+    assert not train_c & vggss and not train_c & vggsound_test
+    assert train_c == train - vggsound_test - vggss and split_counts(clean)["train&test"] == 0
+    assert (clean["splits"].map(json.loads).map(len) == 1).all()
+
+
+def test_train_from_entry_keeps_only_its_test_split(vgg144k_metadata: Path) -> None:
+    import yaml
+
+    from avbench.manifest import in_split
+
+    cfg = yaml.safe_load((REPO / "configs" / "senocak.yaml").read_text())["datasets"]["vggss_unheard"]
+    assert cfg["train_from"] == "vggss_heard"
+    md = _link_tree(vgg144k_metadata, ["vggss/vggss_unheard_test.csv"])
+    frame = datasets.real_manifest("vggss_unheard", cfg, metadata_dir=md, n_chunks=4)
+    _check_contract(frame, 4)
+    assert (frame["split"] == "test").all() and len(frame) == 2575 and not in_split(frame, "train").any()
+    assert sorted(frame["chunk"].unique()) == [0, 1, 2, 3]
+    assert datasets.manifest_splits(cfg) == ("test",)
+    assert datasets.list_settings(cfg)["train_list"] is None
 
 
 def test_vggss_heard_test_list() -> None:
@@ -121,6 +189,27 @@ def test_vggsound_music_eval_clips_in_train_label_space() -> None:
     assert set(test["label"]) <= set(train["label"]) and frame["label"].nunique() == 49
     pairs = datasets.official_pairs("vggsound_music", cfg, datasets.resolve_files(cfg, META), frame)
     assert pairs["sep_type"].value_counts().to_dict() == {"Easy": 910, "Hard": 291}
+
+
+def test_official_pairs_stage_writes_each_layout(tmp_path: Path) -> None:
+    """The official_pairs rule writes the eval_ss pairs as pairs/<ds>/<layout>.parquet, the file name evaluation
+    reads as the layout (concat_lr boxes shifted into the 224x448 canvas, like the seeded mixtures)."""
+    from avbench.stages import official_pairs
+
+    cfg = {"source": "vggsound_music"}
+    manifest = tmp_path / "clips.parquet"
+    datasets.real_manifest("vggsound_music", cfg, metadata_dir=META, n_chunks=2).to_parquet(manifest)
+    metadata = [str(META / rel) for rel in datasets.required_metadata(cfg)]
+    out = {}
+    for layout in ("separate", "concat_lr"):
+        path = tmp_path / "pairs" / f"{layout}.parquet"
+        official_pairs(manifest=str(manifest), metadata=metadata, pairs=str(path), dataset_cfg=cfg,
+                       wildcards={"dataset": "vggsound_music", "layout": layout})
+        out[layout] = pd.read_parquet(path)
+    sep, cat = out["separate"], out["concat_lr"]
+    assert len(sep) == len(cat) == 1201 and set(sep["layout"]) == {"separate"} and set(cat["canvas"]) == {"224x448"}
+    box_s, box_c = json.loads(sep["boxes_b"].iloc[0])[0], json.loads(cat["boxes_b"].iloc[0])[0]
+    assert box_c == pytest.approx([(box_s[0] + 1) / 2, box_s[1], (box_s[2] + 1) / 2, box_s[3]])
 
 
 def test_music_avgn_boxes_duets_and_disjoint_videos() -> None:
@@ -207,6 +296,10 @@ def test_placed_flickr_flows_through_download_and_slice(tmp_path: Path) -> None:
     manifest_path = res / "manifests/flk/clips.parquet"
     manifest = pd.read_parquet(manifest_path).set_index("clip_id")
     assert manifest.loc["1000000001", "split"] == "test" and manifest.loc["2000000001", "split"] == "train"
+    # the test id is also in flickr_10k: train_list_mode=original keeps it in the training split as well
+    assert json.loads(manifest.loc["1000000001", "splits"]) == ["test", "train"]
+    ingested = pd.read_parquet(res / "placed/flk/ingest.parquet")
+    assert sorted(ingested["clip_id"]) == ["1000000001", "2000000001"]  # each placed item muxed once
     assert manifest.loc["1000000001", "url"].startswith("file://")
     assert len(json.loads(manifest.loc["1000000001", "boxes"])) == 3  # every annotator's box, /256
 
@@ -220,6 +313,29 @@ def test_placed_flickr_flows_through_download_and_slice(tmp_path: Path) -> None:
     index = write_shards(pd.read_parquet(manifest_path).query("split == 'test'"), sliced.reset_index(),
                          res / "shards", dataset="flk", split="test", max_samples_per_shard=8, include_frames=False)
     assert index["n_samples"] == 1
+    from avbench.manifest import in_split
+
+    full = pd.read_parquet(manifest_path)
+    train_index = write_shards(full[in_split(full, "train")], sliced.reset_index(), res / "shards_train",
+                               dataset="flk", split="train", max_samples_per_shard=8, include_frames=False)
+    assert train_index["n_samples"] == 2
+
+
+def test_flickr_clean_and_train_from_drop_test_ids_from_training(tmp_path: Path) -> None:
+    md, root = _fake_flickr(tmp_path)
+    for rel in datasets.FLICKR_ALL_TESTS:  # clean subtracts every Flickr test list
+        if not (md / rel).exists():
+            (md / rel).parent.mkdir(parents=True, exist_ok=True)
+            (md / rel).write_text("1000000001\n")
+    base = {"source": "flickr", "train_list": "flickr_10k", "test_list": "slavc", "root": str(root)}
+    clean = datasets.real_manifest("flk", {**base, "train_list_mode": "clean"}, metadata_dir=md, n_chunks=1)
+    assert clean.set_index("clip_id")["splits"].map(json.loads).to_dict() == {
+        "1000000001": ["test"], "2000000001": ["train"]}
+    files = datasets.resolve_files(base, md)
+    cross = {**base, "train_from": "other"}
+    assert list(datasets.placed_items("flk", cross, files)["clip_id"]) == ["1000000001"]  # test media only
+    frame = datasets.real_manifest("flk", cross, metadata_dir=md, n_chunks=1)
+    assert list(frame["clip_id"]) == ["1000000001"] and frame["splits"].tolist() == ['["test"]']
 
 
 # --- metadata fetch --------------------------------------------------------------------------------------
@@ -299,9 +415,19 @@ def test_leakage_report_stage_from_two_roots(tmp_path: Path) -> None:
             path.write_text(f"{test_clip},elk bugling\nAAAAAAAAAAA_000010,elk bugling\n")
         files.append(str(path))
     csv, md = tmp_path / "reports/leakage.csv", tmp_path / "reports/leakage.md"
-    leakage_report(metadata=files, csv=str(csv), md=str(md), workdir=str(tmp_path / "work"))
-    report = pd.read_csv(csv).set_index(["train", "test"])
+    # one configured dataset: its manifest keeps a test clip in the training split (train_list_mode=original)
+    manifest = pd.DataFrame({"clip_id": [test_clip, "AAAAAAAAAAA_000010"], "ytid": [test_clip[:11], "AAAAAAAAAAA"],
+                             "split": ["test", "train"], "splits": ['["test", "train"]', '["train"]']})
+    manifest.to_parquet(tmp_path / "clips.parquet")
+    cfg = {"source": "vggss", "train_list": "vggss_144k", "train_list_mode": "original"}
+    leakage_report(metadata=files, csv=str(csv), md=str(md), workdir=str(tmp_path / "work"),
+                   manifest_of={"vgg": str(tmp_path / "clips.parquet")}, dataset_cfgs={"vgg": cfg})
+    full = pd.read_csv(csv, keep_default_na=False)
+    report = full[full["scope"] == "published"].set_index(["train", "test"])
     assert report.loc[("vggss_144k", "vggsound_test"), "clip_overlap"] == 1
     assert report.loc[("flickr_144k", "flickr_test"), "clip_overlap"] == 1
     assert len(report) == 2 * 8 + 5
+    configured = full[full["scope"] == "configured"].set_index("dataset")
+    assert configured.loc["vgg", "train"] == "vgg:train [vggss_144k]" and configured.loc["vgg", "test"] == "vgg:test [vggss]"
+    assert configured.loc["vgg", "clip_overlap"] == 1 and configured.loc["vgg", "train_list_mode"] == "original"
     assert md.read_text().startswith("# Train/test leakage")

@@ -105,3 +105,40 @@ def test_write_report(tmp_path: Path) -> None:
     md = (tmp_path / "out/leakage.md").read_text()
     assert "| tr | te | 1 | 1 | 1 | 1 | 1 | 1.0000 |" in md
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["leakage.csv", "leakage.md"]
+
+
+def _manifest(rows: list[tuple[str, list[str]]]) -> pd.DataFrame:
+    """Tiny manifest: (clip id, splits) per clip; ytid from the id."""
+    import json
+
+    return pd.DataFrame({"clip_id": [c for c, _ in rows], "ytid": [c[:11] for c, _ in rows],
+                         "split": [s[0] for _, s in rows], "splits": [json.dumps(s) for _, s in rows]})
+
+
+def test_configured_scope_counts_membership_and_cross_dataset_sources(tmp_path: Path) -> None:
+    from avbench.leakage import FULL_COLUMNS, configured_leakage, full_report
+
+    own = _manifest([("aaaaaaaaaaa_000000", ["test", "train"]), ("aaaaaaaaaaa_000020", ["train"]),
+                     ("bbbbbbbbbbb_000000", ["test"]), ("ccccccccccc_000000", ["train"])])
+    # evaluated with `own`'s models: one of its test clips is in own's train split, one more shares a video
+    cross = _manifest([("aaaaaaaaaaa_000000", ["test"]), ("ccccccccccc_000030", ["test"]),
+                       ("ddddddddddd_000000", ["test"])])
+    settings = {"own": {"train_list": "list_a", "test_list": "t", "train_list_mode": "original"},
+                "cross": {"test_list": "u", "train_from": "own"}}
+    df = configured_leakage({"own": own, "cross": cross}, settings).set_index("dataset")
+    assert (df.loc["own", ["n_train", "n_test", "clip_overlap", "video_overlap"]].tolist() == [3, 2, 1, 1])
+    assert df.loc["own", "train_clips_on_test_videos"] == 2 and df.loc["own", "test_frac_in_train"] == 0.5
+    assert df.loc["cross", "train"] == "own:train [list_a]" and df.loc["cross", "test"] == "cross:test [u]"
+    assert df.loc["cross", ["clip_overlap", "video_overlap", "train_clips_on_test_videos"]].tolist() == [1, 2, 3]
+    assert df.loc["cross", "train_list_mode"] == "original"  # the mode of the list the models saw
+    with pytest.raises(KeyError, match="'cross' is evaluated with models of 'own'"):
+        configured_leakage({"cross": cross}, settings)
+
+    published = leakage_report({"tr": ["aaaaaaaaaaa_000000"]}, {"te": ["aaaaaaaaaaa_000000"]})
+    full = full_report(published, df.reset_index())
+    assert full.columns.tolist() == FULL_COLUMNS and full["scope"].tolist() == ["published", "configured",
+                                                                                 "configured"]
+    write_leakage_report(full, tmp_path / "leakage.csv", tmp_path / "leakage.md")
+    md = (tmp_path / "leakage.md").read_text()
+    assert "## Published training lists" in md and "## Configured datasets" in md
+    assert "| cross | own:train [list_a] | cross:test [u] | 3 | 3 | 1 | 2 | 3 | 0.3333 | original |" in md

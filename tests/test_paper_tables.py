@@ -202,3 +202,81 @@ def test_missing_folder_fails_clearly(tmp_path: Path, monkeypatch: pytest.Monkey
     assert pt.available_tables() == []
     with pytest.raises(KeyError, match="unknown paper table"):
         pt.paper_beside_ours("no_such_table", [])
+
+
+def _loc_summary(method: str, dataset: str, cious: float, n: int = 249) -> dict:
+    return {"method": method, "dataset": dataset, "n_available": n, "primary_protocol": "sslalignment",
+            "tasks": {"localization": {"sslalignment": {"ciou_sr@0.5": cious, "auc": 0.5, "n": n}}}}
+
+
+def test_cross_dataset_cells_take_the_cross_dataset_evaluation(tmp_path: Path) -> None:
+    """Senocak T1's Flickr column is the VGGSound-144k model on Flickr (dataset `flickr_from_vggss`), not the
+    Flickr-144k model of T2; the setting note says where the models come from and the overlap they saw."""
+    report = tmp_path / "leakage.csv"
+    pd.DataFrame({"scope": ["published", "configured", "configured"], "dataset": ["", "vggss", "flickr_from_vggss"],
+                  "test_frac_in_train": [0.9, 3709 / 5158, 0.0]}).to_csv(report, index=False)
+    note = pt.note_with_leakage({"train_list_mode": {"vggss": "original", "flickr_from_vggss": "original"},
+                                 "train_from": {"flickr_from_vggss": "vggss"}, "train_lists": {"vggss": "vggss_144k"},
+                                 "leakage_report": str(report)})
+    assert note["leakage"] == {"vggss": pytest.approx(3709 / 5158), "flickr_from_vggss": 0.0}
+    assert "leakage_report" not in note
+    own_flickr = _loc_summary("senocak", "flickr", 0.85)
+    t1 = pt.paper_beside_ours("senocak_table1", [own_flickr], config_note=note).set_index("method")
+    assert math.isnan(t1.loc["Ours", _col("SoundNet-Flickr test", "cIoU@0.5", "ours")])
+    summaries = [own_flickr, _loc_summary("senocak", "flickr_from_vggss", 0.79),
+                 _loc_summary("senocak", "vggss", 0.40, 5158)]
+    t1 = pt.paper_beside_ours("senocak_table1", summaries, config_note=note).set_index("method")
+    assert t1.loc["Ours", _col("SoundNet-Flickr test", "cIoU@0.5", "ours")] == pytest.approx(79.0)
+    assert t1.loc["Ours", _col("VGG-SS", "cIoU@0.5", "ours")] == pytest.approx(40.0)
+    diff = t1.loc["Ours", "setting_diff"]
+    assert "SoundNet-Flickr test: N=249" in diff and "models trained on 'vggss' (cross-dataset, train list vggss_144k)" in diff
+    assert "VGG-SS: N=5158" in diff and "train list vggss_144k, train_list_mode=original" in diff
+    assert "train split holds 72 % of the test clips" in diff
+    assert "train_list_mode={" not in diff  # the per-dataset mapping is never printed whole
+    t2 = pt.paper_beside_ours("senocak_table2", summaries, config_note=note).set_index("method")
+    assert t2.loc["Ours", _col("SoundNet-Flickr test", "cIoU@0.5", "ours")] == pytest.approx(85.0)
+    # without the report (not built yet) the note simply has no leakage
+    assert "leakage" not in pt.note_with_leakage({"leakage_report": str(tmp_path / "none.csv")})
+
+
+def test_row_specific_training_set_reads_its_own_evaluation() -> None:
+    """OneAVM T4: the "[train: Kinetics]" row is the Kinetics-400 model on VGGSound-Music
+    (`vggsound_music_from_k400`), the "[train: VGGSound-Music]" row the VGGSound-Music model."""
+    def rec(dataset: str, ir: float) -> dict:
+        return {"method": "oneavm", "dataset": dataset, "n_available": 1201,
+                "tasks": {"retrieval": {"test": {"ir_acc": ir, "xnn_acc": ir, "wnn_acc": ir, "n": 1201}}}}
+
+    t4 = pt.paper_beside_ours("oneavm_table4", [rec("vggsound_music", 0.5)]).set_index("method")
+    assert t4.loc["OneAVM [train: VGGSound-Music]", _col("VGGSound-Music", "IR-Acc", "ours")] == pytest.approx(50.0)
+    assert math.isnan(t4.loc["OneAVM [train: Kinetics]", _col("VGGSound-Music", "IR-Acc", "ours")])
+    assert t4.loc["OneAVM [train: Kinetics]", "status"] == "missing"
+    t4 = pt.paper_beside_ours("oneavm_table4", [rec("vggsound_music", 0.5), rec("vggsound_music_from_k400", 0.1)])
+    t4 = t4.set_index("method")
+    assert t4.loc["OneAVM [train: Kinetics]", _col("VGGSound-Music", "IR-Acc", "ours")] == pytest.approx(10.0)
+    assert t4.loc["OneAVM [train: VGGSound-Music]", _col("VGGSound-Music", "IR-Acc", "ours")] == pytest.approx(50.0)
+    assert t4.loc["OneAVM [train: Kinetics -> VGGSound-Music]", "status"] == "not_implemented"
+
+
+PRESETS = ("oneavm", "avgn", "senocak", "qian", "m2vsl")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_tables_map_to_configured_datasets(preset: str) -> None:
+    """Every dataset key a preset's paper tables read is configured in that preset (else its cells could never
+    fill), and cross-dataset cells read datasets whose `train_from` is set."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{preset}.yaml").read_text())
+    configured = set(config["datasets"])
+    for table_id in config["paper_tables"]:
+        spec = pt.PAPER_TABLES[table_id]
+        keys = {d.dataset for d in spec.datasets.values()} | {
+            k for row in spec.methods.values() for k in row.datasets.values()}
+        keys.discard(None)
+        assert keys <= configured, (table_id, keys - configured)
+    datasets = config["datasets"]
+    if preset == "senocak":
+        assert datasets["flickr_from_vggss"]["train_from"] == datasets["avsbench_s4_from_vggss"]["train_from"] == "vggss"
+        assert "train_from" not in datasets["flickr"]
+    if preset == "oneavm":
+        assert datasets["vggsound_music_from_k400"]["train_from"] == "kinetics400"

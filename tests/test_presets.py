@@ -33,6 +33,23 @@ def dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=300)
 
 
+def dry_run_jobs(output: str) -> list[dict]:
+    """Jobs of a dry run: ``{"rule", "input": [...], "output": [...], "wildcards": {...}}`` per printed block."""
+    jobs: list[dict] = []
+    for line in output.splitlines():
+        match = re.match(r"^(?:local)?rule (\w+):$", line)
+        if match:
+            jobs.append({"rule": match[1], "input": [], "output": [], "wildcards": {}})
+            continue
+        field = re.match(r"^\s+(input|output|wildcards): (.*)$", line)
+        if field and jobs:
+            if field[1] == "wildcards":
+                jobs[-1]["wildcards"] = dict(kv.split("=", 1) for kv in field[2].split(", "))
+            else:
+                jobs[-1][field[1]] = field[2].split(", ")
+    return jobs
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Rule -> job count from the dry run's "Job stats" table."""
     counts: dict[str, int] = {}
@@ -65,10 +82,29 @@ def test_preset_dry_run_builds_paper_dag(preset: str, preset_runs) -> None:
     counts = job_counts(proc.stdout + proc.stderr)
     assert set(counts) >= EXPECTED_RULES, f"{preset}: missing rules {EXPECTED_RULES - set(counts)} in {counts}"
     # the merged-in SynthAV default dataset must not be built by a paper preset
-    assert not {"synthav_spec", "synthav_render", "mixtures"} & set(counts)
+    assert not {"synthav_spec", "synthav_render"} & set(counts)
     config = yaml.safe_load((REPO / "configs" / f"{preset}.yaml").read_text())
     assert counts["leakage_report"] == 1
     assert counts["table"] <= len(config["benchmarks"])
+    jobs = dry_run_jobs(proc.stdout + proc.stderr)
+    # seeded mixtures only where a separation benchmark has no published pair set (MUSIC)
+    mixed = {j["wildcards"]["dataset"] for j in jobs if j["rule"] == "mixtures"}
+    assert mixed <= {"music"}, mixed
+    # every evaluation of a trained method reads the model of the dataset it is trained on, which is
+    # `train_from` for a cross-dataset entry; such an entry has no train / knn job of its own
+    eval_only = {d for d, c in config["datasets"].items() if c.get("train_from")}
+    trained = {j["wildcards"]["dataset"] for j in jobs if j["rule"] in ("train", "knn")}
+    assert not trained & eval_only, trained & eval_only
+    # only the preset's own methods are built, not the demo's cpu entries merged in from config.yaml
+    trained_methods = {j["wildcards"]["method"] for j in jobs if j["rule"] == "train"}
+    assert trained_methods == set(config["use_methods"]) == set(config["methods"]), trained_methods
+    for job in jobs:
+        if job["rule"] != "evaluate" or job["wildcards"]["method"] not in config["methods"]:
+            continue
+        dataset, method = job["wildcards"]["dataset"], job["wildcards"]["method"]
+        source = config["datasets"][dataset].get("train_from") or dataset
+        models = [i for i in job["input"] if i.endswith("final.pt")]
+        assert models == [f"results/models/{source}/{method}/final.pt"], (dataset, method, models)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -104,3 +140,81 @@ def test_default_targets_have_no_real_outputs() -> None:
     paths = WorkflowPaths(config)
     assert paths.real_targets() == [] and paths.skipped_benchmarks() == []
     assert paths.all_targets() == [paths.table(b, ext) for b in paths.benchmarks() for ext in ("parquet", "csv", "md")]
+
+
+def test_cross_dataset_entries_with_placed_media_take_the_other_models(tmp_path: Path) -> None:
+    """Senocak T1 Flickr column and T5 zero-shot S4: with their media placed, the eval jobs read the VGGSound-144k
+    models, only test media are ingested, and the paper tables wait for those summaries."""
+    config = yaml.safe_load((REPO / "configs" / "senocak.yaml").read_text())
+    for name in ("flickr", "flickr_from_vggss", "avsbench_s4_from_vggss"):
+        config["datasets"][name]["root"] = str(tmp_path / "placed" / name)
+    config["metadata_dir"] = str(shared_metadata())
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    proc = dry_run(tmp_path, "--configfile", str(tmp_path / "cfg.yaml"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = dry_run_jobs(proc.stdout + proc.stderr)
+    evals = {(j["wildcards"]["dataset"], j["wildcards"]["method"]): j for j in jobs if j["rule"] == "evaluate"}
+    for dataset in ("flickr_from_vggss", "avsbench_s4_from_vggss"):
+        for method in ("senocak", "ezvsl", "slavc"):
+            assert f"results/models/vggss/{method}/final.pt" in evals[(dataset, method)]["input"]
+        assert not any(f"results/models/{dataset}/" in o for j in jobs for o in j["output"])
+        assert f"results/shards/{dataset}/test" in {o for j in jobs if j["rule"] == "shards" for o in j["output"]}
+        assert f"results/shards/{dataset}/train" not in {o for j in jobs for o in j["output"]}
+    # T2 keeps its own Flickr-144k models
+    assert "results/models/flickr/senocak/final.pt" in evals[("flickr", "senocak")]["input"]
+    tables = [j for j in jobs if j["rule"] == "paper_table"]
+    assert tables and all("results/eval/flickr_from_vggss/senocak/summary.json" in j["input"] for j in tables)
+    assert all("results/reports/leakage.csv" in j["input"] for j in tables)
+    leakage = next(j for j in jobs if j["rule"] == "leakage_report")
+    manifests = {i for i in leakage["input"] if i.endswith("clips.parquet")}
+    assert {"results/manifests/vggss/clips.parquet", "results/manifests/flickr_from_vggss/clips.parquet",
+            "results/manifests/avsbench_s4_from_vggss/clips.parquet"} <= manifests
+
+
+def test_multisource_and_separation_read_official_pairs_and_duets(preset_runs) -> None:
+    """Real multi-source / separation evaluation reads the published pair sets (VGGSound-Duet, VGGSound-Music
+    eval_ss) in both layouts, AVGN's MUSIC-Duet frames as duet shards, and seeded pairs only for MUSIC separation."""
+    def eval_inputs(preset: str, dataset: str) -> list[str]:
+        jobs = dry_run_jobs(preset_runs[preset].stdout + preset_runs[preset].stderr)
+        return next(j["input"] for j in jobs if j["rule"] == "evaluate" and j["wildcards"]["dataset"] == dataset)
+
+    avgn_single = eval_inputs("avgn", "vggsound_single")
+    assert {"results/pairs/vggsound_single/separate.parquet",
+            "results/pairs/vggsound_single/concat_lr.parquet"} <= set(avgn_single)
+    assert "results/shards/music/duet" in eval_inputs("avgn", "music")
+    music = eval_inputs("oneavm", "vggsound_music")
+    assert "results/pairs/vggsound_music/separate.parquet" in music
+    assert "results/mixtures/music/separate.parquet" in eval_inputs("oneavm", "music")
+    # a localization-only benchmark scores no pairs
+    assert not [i for i in eval_inputs("oneavm", "vggsound_single") if "/pairs/" in i or "/mixtures/" in i]
+
+
+def test_use_methods_selects_entries_and_names_unknown_ones() -> None:
+    methods = {"ezvsl": {"preset": "cpu"}, "avgn": {"preset": "cpu"}}
+    assert WorkflowPaths({"methods": methods}).trained_methods() == ["avgn", "ezvsl"]
+    assert WorkflowPaths({"methods": methods, "use_methods": ["ezvsl"]}).trained_methods() == ["ezvsl"]
+    with pytest.raises(ValueError, match=r"use_methods.*\['slavc'\]"):
+        WorkflowPaths({"methods": methods, "use_methods": ["slavc"]}).trained_methods()
+
+
+def test_train_from_paths_and_errors() -> None:
+    from avbench.config import ConfigError
+
+    config = {"results_dir": "R", "n_chunks": 2, "benchmarks": ["b_localization", "a_localization"],
+              "datasets": {"a": {"source": "vggss"}, "b": {"source": "flickr", "train_from": "a", "root": "/x"}}}
+    paths = WorkflowPaths(config)
+    assert paths.eval_model("b", "ezvsl") == "R/models/a/ezvsl/final.pt"
+    assert paths.eval_model("a", "ezvsl") == "R/models/a/ezvsl/final.pt"
+    assert paths.shard_splits("b") == ("test",) and paths.shard_splits("a") == ("train", "test")
+    with pytest.raises(ValueError, match="'b' has train_from: 'a'"):
+        paths.train_shards("b")
+    assert set(paths.leakage_manifests()) == {"a", "b"}
+    note = paths.paper_table_note()
+    assert note["train_from"] == {"b": "a"} and note["train_list_mode"] == {"a": "original", "b": "original"}
+    for bad, match in (("nope", "names unknown dataset 'nope'"), ("b", "a dataset cannot be trained from itself")):
+        wrong = {**config, "datasets": {**config["datasets"], "b": {**config["datasets"]["b"], "train_from": bad}}}
+        with pytest.raises(ConfigError, match=f"'datasets.b.train_from': {match}"):
+            WorkflowPaths(wrong)
+    chained = {**config, "datasets": {**config["datasets"], "c": {"source": "vggss", "train_from": "b"}}}
+    with pytest.raises(ConfigError, match="'datasets.c.train_from'.*'b' is itself evaluated"):
+        WorkflowPaths(chained)

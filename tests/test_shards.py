@@ -231,3 +231,18 @@ def test_sliced_clip_round_trip(tmp_path):
     np.testing.assert_array_equal(sample["wave"], wave)
     assert sample["wave"].shape == (10 * SR,) and sample["image"].shape == (120, 160, 3)
     assert len(sample["frames"]) == 10
+
+
+def test_split_membership_puts_a_clip_in_both_shard_sets(corpus, tmp_path):
+    """train_list_mode=original: a test clip kept in the training list (splits ["test", "train"]) is written into
+    the test and the train shards from its one sliced copy; a test-only clip is not in the train shards."""
+    manifest, status = corpus
+    manifest = manifest.assign(splits=[json.dumps([s]) for s in manifest["split"]])
+    both = "fffffffffff_000000"
+    manifest.loc[manifest["clip_id"] == both, "splits"] = json.dumps(["test", "train"])
+    train = _write(manifest, status, tmp_path / "train", split="train")
+    test = _write(manifest, status, tmp_path / "test", split="test")
+    train_keys = [s["key"] for s in iter_samples(tmp_path / "train")]
+    assert train_keys == [both, "ggggggggggg_000000"] and train["n_samples"] == 2
+    assert [s["key"] for s in iter_samples(tmp_path / "test")] == EXPECTED and test["n_samples"] == 4
+    assert {s["meta"]["split"] for s in iter_samples(tmp_path / "train")} == {"train"}

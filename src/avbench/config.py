@@ -56,7 +56,26 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
             key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
             lines.append(f"config key '{key}': {error.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    check_dataset_references(result)
     return result
+
+
+def check_dataset_references(config: dict[str, Any]) -> None:
+    """Cross-references the schema cannot express: ``datasets.<d>.train_from`` must name another configured
+    dataset that trains itself (no chains). Raises ConfigError naming the key."""
+    datasets = config.get("datasets") or {}
+    for name, entry in datasets.items():
+        source = (entry or {}).get("train_from")
+        if source is None:
+            continue
+        key = f"config key 'datasets.{name}.train_from'"
+        if source not in datasets:
+            raise ConfigError(f"{key}: names unknown dataset {source!r} (configured: {sorted(datasets)})")
+        if source == name:
+            raise ConfigError(f"{key}: a dataset cannot be trained from itself; drop the key to train on {name!r}")
+        if (datasets[source] or {}).get("train_from"):
+            raise ConfigError(f"{key}: {source!r} is itself evaluated with models of "
+                              f"{datasets[source]['train_from']!r}; name the dataset that is trained")
 
 
 def deep_update(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

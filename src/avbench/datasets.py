@@ -17,10 +17,17 @@ and zero padded by the slicer), the same shards. Placed items keep their native 
 (``sample0123``, Flickr ``10000130166``, AVSBench frame ``<name>_<k>``): all are dot-free file-name-safe
 strings, while YouTube datasets keep canonical ``<ytid>_<start:06d>`` ids.
 
-One row per clip: a clip that is both in a training list and in the test set of the same manifest is kept
-in ``test`` only (the contract has one split per clip). ``train_list_mode=original`` therefore keeps the
-published list minus those clips (their number is logged); ``clean`` also drops every VGGSound-test and
-VGG-SS-test clip (Flickr: every Flickr test id) from the training list (PROTOCOLS 1.11).
+One row per clip, with split membership (``avbench.manifest``: ``split`` = primary split, ``splits`` = all). A
+clip that is both in a training list and in the test set of the same manifest has ``split == "test"``; under
+``train_list_mode=original`` (paper parity: the published list as is) it is also a member of ``train``
+(``splits == ["test", "train"]``: downloaded and sliced once, written into both shard sets), under ``clean`` it is
+test only, and ``clean`` also drops every VGGSound-test and VGG-SS-test clip (Flickr: every Flickr test id) from the
+training list (PROTOCOLS 1.11). The counts are logged and the effective overlap of every configured dataset is in
+the leakage report (:func:`avbench.leakage.configured_leakage`).
+
+Cross-dataset evaluation: a dataset entry with ``train_from: <other dataset>`` is evaluated with the models
+trained on that dataset and has no training split of its own: its manifest keeps only its evaluation splits
+(:func:`eval_only`), and its placed media are ingested for those splits only.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from avbench import io
 from avbench.ids import clip_id as make_clip_id
 from avbench.ids import youtube_url
 from avbench.leakage import clean_train_list
-from avbench.manifest import duet_clips, finalize_manifest
+from avbench.manifest import assign_chunks, duet_clips, finalize_manifest, split_lists
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +355,29 @@ def required_metadata(cfg: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
+def list_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset's list choices with the per-source defaults filled in (for reports and table notes):
+    ``train_list``, ``test_list``, ``train_list_mode``, ``train_from`` (None when it trains on itself)."""
+    source = cfg["source"]
+    uses_mode = source in ("vggss", "vggsound_single", "vggsound_instruments", "vggsound_music", "flickr")
+    return {
+        "source": source, "train_list": None if cfg.get("train_from") else _opt(cfg, "train_list"),
+        "test_list": _opt(cfg, "test_list"),
+        "train_list_mode": _opt(cfg, "train_list_mode", "original") if uses_mode else None,
+        "train_from": cfg.get("train_from"),
+    }
+
+
+def manifest_splits(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """Splits a real dataset's manifest has members in (the shard sets the DAG can build): ``train`` (absent for a
+    ``train_from`` dataset), ``test``, and ``duet`` for MUSIC with the AVGN test list (real duet frames)."""
+    splits = () if cfg.get("train_from") else ("train",)
+    splits += ("test",)
+    if cfg["source"] == "music" and _opt(cfg, "test_list") == "avgn":
+        splits += ("duet",)
+    return splits
+
+
 def needs_placed(cfg: Mapping[str, Any]) -> bool:
     """Whether the dataset has media that are placed by hand under ``root`` (never downloaded)."""
     return cfg["source"] in PLACED_SOURCES
@@ -444,8 +474,8 @@ def placed_items(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, str |
     rows: list[dict[str, Any]] = []
     if source == "flickr":
         test = flickr_test_ids_of(cfg, files)
-        train = _flickr_train_ids(cfg, files, test)
-        for fid in [*test, *train]:
+        train = _flickr_train_ids(cfg, files, test)  # [] for a train_from dataset
+        for fid in dict.fromkeys([*test, *train]):  # a test id kept in the train list is ingested once
             p = flickr_item_paths(root, fid)
             rows.append({"clip_id": fid, "image": str(p["image"]), "audio": str(p["audio"]), "mask": ""})
     elif source == "vggsound_instruments":
@@ -457,8 +487,9 @@ def placed_items(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, str |
     elif source == "avsbench":
         subset = _opt(cfg, "test_list")
         meta = avsbench.read_avsbench_meta(root, subset)
+        wanted = ("test",) if cfg.get("train_from") else ("train", "test")
         for name, split, category in zip(meta["name"], meta["split"], meta["category"], strict=True):
-            if split not in ("train", "test"):
+            if split not in wanted:
                 continue
             p = avsbench.avsbench_paths(root, subset, name, split, category)
             masks = {m.stem: m for m in p["masks"]}
@@ -574,19 +605,65 @@ def _vgg_test_ids(files: Mapping[str, Path]) -> set[str]:
 
 def _train_rows(train: pd.DataFrame, test_ids: set[str], mode: str, cfg: Mapping[str, Any],
                 clean_ids: set[str], dataset: str) -> pd.DataFrame:
-    """Apply ``train_list_mode``; always drop clips that are test clips of this manifest (one split per clip)."""
+    """Apply ``train_list_mode`` to a training list.
+
+    ``original`` keeps the published list as is, including clips that are test clips of this manifest (they become
+    members of both splits in :func:`_combine`); ``clean`` drops ``clean_ids`` (by clip or by video, ``clean_by``)
+    and every test clip of this manifest.
+    """
     if mode not in ("original", "clean"):
-        raise ValueError(f"train_list_mode must be 'original' or 'clean', got {mode!r}")
+        raise ValueError(f"dataset {dataset!r}: train_list_mode must be 'original' or 'clean', got {mode!r}")
     n0 = len(train)
     train = train.drop_duplicates("clip_id")
+    leaked = int(train["clip_id"].isin(test_ids).sum())
     if mode == "clean":
         keep = set(clean_train_list(train["clip_id"], clean_ids, by=cfg.get("clean_by") or "clip"))
-        train = train[train["clip_id"].isin(keep)]
-    n1 = len(train)
-    train = train[~train["clip_id"].isin(test_ids)]
-    log.info("dataset %s: train list %d rows, %d after mode=%s, %d after removing this manifest's test clips",
-             dataset, n0, n1, mode, len(train))
+        train = train[train["clip_id"].isin(keep) & ~train["clip_id"].isin(test_ids)]
+        log.info("dataset %s: train list %d rows, %d after mode=clean (%d test clips of this manifest dropped)",
+                 dataset, n0, len(train), leaked)
+    else:
+        log.info("dataset %s: train list %d rows, %d kept (mode=original); %d of them are test clips of this "
+                 "manifest and stay in both splits", dataset, n0, len(train), leaked)
     return train.assign(split="train")
+
+
+def _combine(train: pd.DataFrame, test: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Training rows + evaluation rows, one row per clip. A clip in both keeps its evaluation row (label, boxes,
+    URL) as primary split and gets ``splits = [<its split>, "train"]``."""
+    both = set(train["clip_id"]) & set(test["clip_id"])
+    if both:
+        train_label = dict(zip(train["clip_id"], train["label"], strict=True))
+        differ = [c for c, lab in zip(test["clip_id"], test["label"], strict=True)
+                  if c in both and train_label[c] != lab]
+        if differ:
+            log.warning("dataset %s: %d clips in train and test carry different labels in the two lists; the "
+                        "test label is kept (e.g. %s)", dataset, len(differ), differ[:3])
+    test = test.copy()
+    test["splits"] = [[s, "train"] if c in both else [s] for c, s in zip(test["clip_id"], test["split"], strict=True)]
+    train = train[~train["clip_id"].isin(both)].copy()
+    train["split"] = "train"
+    train["splits"] = [["train"] for _ in range(len(train))]
+    return pd.concat([train, test], ignore_index=True)
+
+
+def eval_only(frame: pd.DataFrame, n_chunks: int) -> pd.DataFrame:
+    """A finalized manifest without its ``train`` membership (datasets with ``train_from``): train-only clips are
+    dropped, clips of several splits keep the others; chunks are reassigned and label indices recomputed over the
+    labels that remain (the manifest contract: index into the sorted label list of the manifest)."""
+    kept = [[s for s in members if s != "train"] for members in split_lists(frame)]
+    mask = [bool(k) for k in kept]
+    out = frame.loc[mask].copy()
+    remaining = [k for k in kept if k]
+    out["split"] = [k[0] for k in remaining]
+    out["splits"] = [json.dumps(k) for k in remaining]
+    out = out.reset_index(drop=True)
+    sources = [json.loads(v) for v in out["sources"]]
+    labels = sorted(set(out["label"]) | {src["label"] for entry in sources for src in entry})
+    index = {label: i for i, label in enumerate(labels)}
+    out["label_idx"] = out["label"].map(index).astype("int64")
+    out["sources"] = [json.dumps([{**src, "label_idx": index[src["label"]]} for src in entry]) for entry in sources]
+    out["chunk"] = assign_chunks(out, n_chunks)
+    return out
 
 
 def _with_labels(ids: pd.DataFrame, labels: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -640,8 +717,7 @@ def _vggss_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, Pa
             train = _with_labels(subsets.read_clip_ids(_file(files, rel)), _vggsound(files), dataset)
     clean_ids = _vgg_test_ids(files) if mode == "clean" else set()
     train = _train_rows(train, set(test["clip_id"]), mode, cfg, clean_ids, dataset)
-    frame = pd.concat([train, test], ignore_index=True)
-    return _finish(_youtube(frame), dataset, n_chunks)
+    return _finish(_youtube(_combine(train, test, dataset)), dataset, n_chunks)
 
 
 def _vggsound_manifest(dataset: str, files: Mapping[str, Path], n_chunks: int) -> pd.DataFrame:
@@ -663,7 +739,7 @@ def _single_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, P
     train = subsets.vggsound_single_train(_vggsound(files), canonical, mode=_opt(cfg, "train_list"))
     clean_ids = _vgg_test_ids(files) if mode == "clean" else set()
     train = _train_rows(train, set(test["clip_id"]), mode, cfg, clean_ids, dataset)
-    return _finish(_youtube(pd.concat([train, test], ignore_index=True)), dataset, n_chunks)
+    return _finish(_youtube(_combine(train, test, dataset)), dataset, n_chunks)
 
 
 def _placed_urls(frame: pd.DataFrame, ingest: pd.DataFrame | None) -> pd.Series:
@@ -685,7 +761,7 @@ def _instruments_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[s
         "label": test["label"].fillna(UNLABELLED), "split": "test",
     })
     test["url"] = _placed_urls(test, ingest)  # GT masks: the ingest table's `mask` column
-    return _finish(pd.concat([train, test], ignore_index=True), dataset, n_chunks)
+    return _finish(_combine(train, test, dataset), dataset, n_chunks)
 
 
 def vggmusic_test_clips(files: Mapping[str, Path]) -> pd.DataFrame:
@@ -717,7 +793,7 @@ def _music_vggsound_manifest(dataset: str, cfg: Mapping[str, Any], files: Mappin
     train = subsets.read_vggmusic_train(_file(files, "vggsound_music/vggmusic_train.txt"))
     clean_ids = _vgg_test_ids(files) if mode == "clean" else set()
     train = _train_rows(train, set(test["clip_id"]), mode, cfg, clean_ids, dataset)
-    return _finish(_youtube(pd.concat([train, test], ignore_index=True)), dataset, n_chunks)
+    return _finish(_youtube(_combine(train, test, dataset)), dataset, n_chunks)
 
 
 def _first_frame_per_second(boxes: pd.DataFrame) -> pd.DataFrame:
@@ -792,17 +868,24 @@ def flickr_test_ids_of(cfg: Mapping[str, Any], files: Mapping[str, Path]) -> lis
 
 
 def _flickr_train_ids(cfg: Mapping[str, Any], files: Mapping[str, Path], test: list[str]) -> list[str]:
+    """The Flickr training ids under ``train_list_mode`` (``original`` keeps test ids that are in the list: they
+    become members of both splits; ``clean`` drops every Flickr test id); none for a ``train_from`` dataset."""
     from avbench.sources import flickr
 
+    if cfg.get("train_from"):
+        return []
     ids = list(dict.fromkeys(flickr.read_flickr_list(
         _file(files, FLICKR_TRAIN_LISTS[_opt(cfg, "train_list")]))["flickr_id"]))
-    if _opt(cfg, "train_list_mode", "original") == "clean":
+    mode = _opt(cfg, "train_list_mode", "original")
+    if mode not in ("original", "clean"):
+        raise ValueError(f"dataset source flickr: train_list_mode must be 'original' or 'clean', got {mode!r}")
+    if mode == "clean":
         all_test: list[str] = []
         for rel in FLICKR_ALL_TESTS:
             all_test += list(flickr.read_flickr_list(_file(files, rel))["flickr_id"])
-        ids = clean_train_list(ids, flickr.flickr_test_ids(all_test, "250_fixed"))
-    test_set = set(test)
-    return [i for i in ids if i not in test_set]
+        test_set = set(test)
+        ids = [i for i in clean_train_list(ids, flickr.flickr_test_ids(all_test, "250_fixed")) if i not in test_set]
+    return ids
 
 
 def _flickr_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, Path], n_chunks: int,
@@ -810,7 +893,7 @@ def _flickr_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, P
     from avbench.sources.flickr import SRC_SIZE, parse_flickr_xml
 
     test = flickr_test_ids_of(cfg, files)
-    train = _flickr_train_ids(cfg, files, test)
+    train_ids = _flickr_train_ids(cfg, files, test)
     root = Path(cfg["root"]) if cfg.get("root") else None
     boxes: list[list[list[float]]] = []
     for fid in test:
@@ -818,11 +901,14 @@ def _flickr_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, P
         # every annotator's box, normalised by the 256 px frame: gt.consensus_map(boxes x 256, 256) rebuilds the GT
         raw = parse_flickr_xml(xml) if xml is not None and xml.is_file() else []
         boxes.append([[v / SRC_SIZE for v in box] for box in raw])
-    frame = pd.DataFrame({
-        "clip_id": [*test, *train], "ytid": [*test, *train], "start_s": 0.0, "end_s": 10.0,
-        "label": UNLABELLED, "split": ["test"] * len(test) + ["train"] * len(train),
-        "boxes": boxes + [[] for _ in train],
-    })
+    common = {"start_s": 0.0, "end_s": 10.0, "label": UNLABELLED}
+    test_rows = pd.DataFrame({"clip_id": test, "ytid": test, **common, "split": "test", "boxes": boxes})
+    train = pd.DataFrame({"clip_id": train_ids, "ytid": train_ids, **common, "split": "train",
+                          "boxes": [[] for _ in train_ids]})
+    n_both = len(set(train_ids) & set(test))
+    log.info("dataset %s: %d Flickr train ids (%d of them test ids kept in both splits), %d test ids",
+             dataset, len(train_ids), n_both, len(test))
+    frame = _combine(train, test_rows, dataset)
     frame["url"] = _placed_urls(frame, ingest)
     return _finish(frame, dataset, n_chunks)
 
@@ -881,6 +967,17 @@ def real_manifest(
     else:
         resolved = resolve_files(cfg, metadata_dir, files)
     table = pd.read_parquet(ingest) if isinstance(ingest, (str, os.PathLike)) else ingest
+    frame = _source_manifest(dataset, cfg, resolved, n_chunks, table)
+    if cfg.get("train_from"):
+        n_before = len(frame)
+        frame = eval_only(frame, n_chunks)
+        log.info("dataset %s: train_from %s, so no train split here: %d of %d clips kept", dataset,
+                 cfg["train_from"], len(frame), n_before)
+    return frame
+
+
+def _source_manifest(dataset: str, cfg: Mapping[str, Any], resolved: Mapping[str, Path], n_chunks: int,
+                     table: pd.DataFrame | None) -> pd.DataFrame:
     mode = _opt(cfg, "train_list_mode", "original")
     source = cfg["source"]
     if source == "vggss":
@@ -952,10 +1049,17 @@ def leakage_files() -> list[str]:
             *leakage.FLICKR_TRAIN.values(), *leakage.FLICKR_TEST_FILES]
 
 
-def leakage_report_from(files: Iterable[str | os.PathLike], workdir: str | os.PathLike) -> pd.DataFrame:
+def leakage_report_from(files: Iterable[str | os.PathLike], workdir: str | os.PathLike, *,
+                        manifests: Mapping[str, str | os.PathLike] | None = None,
+                        dataset_cfgs: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Leakage report from resolved files that may live in two roots (metadata_dir and the download folder):
-    they are linked into one ``workdir`` tree with the standard layout first."""
-    from avbench.leakage import build_leakage_report
+    they are linked into one ``workdir`` tree with the standard layout first.
+
+    With ``manifests`` (dataset key -> manifest path) and their ``dataset_cfgs`` the report also has the
+    ``configured`` scope (:func:`avbench.leakage.configured_leakage`); the frame then has
+    :data:`avbench.leakage.FULL_COLUMNS`, else the published-list columns only.
+    """
+    from avbench.leakage import build_leakage_report, configured_leakage, full_report
 
     work = Path(workdir)
     given = [Path(p) for p in files]
@@ -968,11 +1072,22 @@ def leakage_report_from(files: Iterable[str | os.PathLike], workdir: str | os.Pa
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(match[0].resolve())
-    return build_leakage_report(work)
+    published = build_leakage_report(work)
+    if manifests is None:
+        return published
+    cfgs = dict(dataset_cfgs or {})
+    missing = sorted(set(manifests) - set(cfgs))
+    if missing:
+        raise KeyError(f"leakage report: no dataset config for manifests of {missing}")
+    frames = {d: pd.read_parquet(p) for d, p in manifests.items()}
+    configured = configured_leakage(frames, {d: list_settings(cfgs[d]) for d in frames})
+    return full_report(published, configured)
 
 
 def summary_counts(frame: pd.DataFrame) -> dict[str, Any]:
     """Small JSON-able summary of a manifest (for logs)."""
-    return {"n_clips": int(len(frame)), "splits": {k: int(v) for k, v in frame["split"].value_counts().items()},
+    from avbench.manifest import split_counts
+
+    return {"n_clips": int(len(frame)), "splits": split_counts(frame),
             "n_labels": int(frame["label"].nunique()),
             "n_with_boxes": int((frame["boxes"] != "[]").sum()) if "boxes" in frame else 0}

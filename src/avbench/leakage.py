@@ -4,6 +4,11 @@ Overlap is counted by clip (identical ids) and by video (same YouTube id / Flick
 VGGSound clips come from one video: a train clip cut from a test video leaks scene and speaker even when the
 clip ids differ. Original lists stay available for paper parity (``train_list_mode=original``);
 :func:`clean_train_list` gives the ``clean`` variant.
+
+Two scopes in one report: ``published`` (every standard training list against its domain's test sets, from the
+metadata alone) and ``configured`` (:func:`configured_leakage`: what the configured datasets actually use, from
+their manifests' split membership: the training split of the dataset whose models are evaluated, i.e. the
+``train_from`` dataset for a cross-dataset benchmark, against the evaluated dataset's test split).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -19,6 +25,7 @@ from avbench.io import write_csv, write_text
 from avbench.sources import flickr, vggsound, vggss
 from avbench.sources._io import read_clip_id_column
 
+SCOPES = ("published", "configured")
 REPORT_COLUMNS = [
     "train",
     "test",
@@ -82,22 +89,100 @@ def clean_train_list(ids: Iterable[str], test_ids: Iterable[str], by: str = "cli
     raise ValueError(f"by must be 'clip' or 'video', got {by!r}")
 
 
-def report_markdown(df: pd.DataFrame) -> str:
-    """Markdown table of a :func:`leakage_report` frame (no tabulate dependency)."""
+FULL_COLUMNS = ["scope", "dataset", *REPORT_COLUMNS, "train_list_mode"]
+_TEXT_COLUMNS = ("scope", "dataset", "train", "test", "train_list_mode")
+
+
+def configured_leakage(manifests: Mapping[str, pd.DataFrame], settings: Mapping[str, Mapping[str, Any]]
+                       ) -> pd.DataFrame:
+    """Overlap actually used by each configured dataset, from the manifests' split membership.
+
+    ``manifests``: dataset key -> manifest; ``settings``: dataset key -> ``avbench.datasets.list_settings`` of it
+    (``train_list``, ``test_list``, ``train_list_mode``, ``train_from``). One row per dataset with a test split:
+    its test clips against the training split of the dataset whose models it is evaluated with (itself, or its
+    ``train_from``). Videos are compared by the manifests' ``ytid``. Columns :data:`FULL_COLUMNS`, scope
+    ``configured``. A dataset whose training dataset has no manifest here raises ``KeyError`` naming both.
+    """
+    from avbench.manifest import in_split
+
+    rows = []
+    for dataset in sorted(manifests):
+        frame = manifests[dataset]
+        info = settings.get(dataset) or {}
+        test = frame[in_split(frame, "test")]
+        if test.empty:
+            continue
+        source = info.get("train_from") or dataset
+        if source not in manifests:
+            raise KeyError(f"leakage report: dataset {dataset!r} is evaluated with models of {source!r}, whose "
+                           f"manifest is not among the inputs ({sorted(manifests)})")
+        train_frame = manifests[source]
+        train = train_frame[in_split(train_frame, "train")]
+        train_info = settings.get(source) or {}
+        test_ids, train_ids = set(test["clip_id"]), set(train["clip_id"])
+        test_videos = set(test["ytid"].astype(str))
+        on_test_videos = int(train["ytid"].astype(str).isin(test_videos).sum())
+        clip = len(train_ids & test_ids)
+        rows.append({
+            "scope": "configured", "dataset": dataset,
+            "train": f"{source}:train [{train_info.get('train_list') or '-'}]",
+            "test": f"{dataset}:test [{info.get('test_list') or '-'}]",
+            "n_train": len(train_ids), "n_test": len(test_ids), "clip_overlap": clip,
+            "video_overlap": len(set(train["ytid"].astype(str)) & test_videos),
+            "train_clips_on_test_videos": on_test_videos,
+            "test_frac_in_train": clip / len(test_ids),
+            "train_list_mode": train_info.get("train_list_mode") or "",
+        })
+    return pd.DataFrame(rows, columns=FULL_COLUMNS)
+
+
+def full_report(published: pd.DataFrame, configured: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Both scopes in one frame (:data:`FULL_COLUMNS`); ``published`` is a :func:`leakage_report` frame."""
+    pub = published.assign(scope="published", dataset="", train_list_mode="")[FULL_COLUMNS]
+    if configured is None or configured.empty:
+        return pub.reset_index(drop=True)
+    return pd.concat([pub, configured[FULL_COLUMNS]], ignore_index=True)
+
+
+def _md_table(df: pd.DataFrame) -> list[str]:
     lines = [
-        "# Train/test leakage",
-        "",
-        "Counts of distinct ids. `video_overlap`: shared videos (YouTube id or Flickr id); "
-        "`train_clips_on_test_videos`: train ids cut from a test video.",
-        "",
         "| " + " | ".join(df.columns) + " |",
-        "|" + "|".join("---" if c in ("train", "test") else "---:" for c in df.columns) + "|",
+        "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in df.columns) + "|",
     ]
     for row in df.itertuples(index=False):
         cells = [
             f"{v:.4f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for v in row
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_markdown(df: pd.DataFrame) -> str:
+    """Markdown of a :func:`leakage_report` frame, or of a :func:`full_report` frame (one section per scope)."""
+    lines = [
+        "# Train/test leakage",
+        "",
+        "Counts of distinct ids. `video_overlap`: shared videos (YouTube id or Flickr id); "
+        "`train_clips_on_test_videos`: train ids cut from a test video.",
+        "",
+    ]
+    if "scope" not in df.columns:
+        return "\n".join(lines + _md_table(df)) + "\n"
+    published = df[df["scope"] == "published"][REPORT_COLUMNS]
+    lines += ["## Published training lists", "", *_md_table(published), ""]
+    configured = df[df["scope"] == "configured"]
+    lines += ["## Configured datasets (what this run trains and tests on)", ""]
+    if configured.empty:
+        lines.append("No real dataset is configured for evaluation.")
+    else:
+        lines += [
+            "From the manifests' split membership: `train` is the training split of the dataset whose models are "
+            "evaluated (its `train_from` for a cross-dataset benchmark), `test` the evaluated test split. Under "
+            "`train_list_mode: original` the published list is kept, so its test clips are trained on "
+            "(`clip_overlap`); `clean` removes them.",
+            "",
+            *_md_table(configured[["dataset", *REPORT_COLUMNS, "train_list_mode"]]),
+        ]
     return "\n".join(lines) + "\n"
 
 

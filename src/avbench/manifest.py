@@ -1,4 +1,11 @@
-"""Metadata -> clip manifest: one row per clip with split, label index, boxes, source URL and chunk."""
+"""Metadata -> clip manifest: one row per clip with split, label index, boxes, source URL and chunk.
+
+Split membership: ``split`` is the clip's primary split (its evaluation role: ``test`` wins), ``splits`` the JSON
+list of every split the clip belongs to (primary first). A clip that is in a published training list and in the
+test set (``train_list_mode: original``) has ``split == "test"`` and ``splits == ["test", "train"]``: it is
+downloaded and sliced once (one row, one chunk) and written into the shards of both splits. Select the clips of a
+split with :func:`in_split`, never with ``split == ...``.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,52 @@ import pandas as pd
 from avbench.ids import clip_id, youtube_url
 
 MANIFEST_COLUMNS = [
-    "clip_id", "ytid", "start_s", "end_s", "label", "label_idx", "split", "dataset", "url", "boxes",
+    "clip_id", "ytid", "start_s", "end_s", "label", "label_idx", "split", "splits", "dataset", "url", "boxes",
     "sources", "chunk",
 ]
+
+
+def split_lists(frame: pd.DataFrame) -> pd.Series:
+    """Every split of each clip as a list (``splits`` column; manifests without it: ``[split]``)."""
+    if "splits" not in frame.columns:
+        return frame["split"].map(lambda s: [s])
+    return frame["splits"].map(lambda v: json.loads(v) if isinstance(v, str) else list(v))
+
+
+def in_split(frame: pd.DataFrame, split: str) -> pd.Series:
+    """Boolean mask of the clips that belong to ``split`` (primary or not)."""
+    if "splits" not in frame.columns:
+        return frame["split"] == split
+    return split_lists(frame).map(lambda members: split in members).astype(bool)
+
+
+def split_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Clips per split by membership (a clip in train and test counts in both) plus ``train&test``."""
+    lists = split_lists(frame)
+    counts: dict[str, int] = {}
+    for members in lists:
+        for split in members:
+            counts[split] = counts.get(split, 0) + 1
+    counts["train&test"] = int(sum("train" in m and "test" in m for m in lists))
+    return counts
+
+
+def _members(value: object, split: str) -> list[str]:
+    """One clip's ``splits`` entry as a list; missing (None/NaN) means ``[split]``."""
+    if isinstance(value, str):
+        return list(json.loads(value))
+    if hasattr(value, "tolist"):
+        value = value.tolist()  # type: ignore[union-attr]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [split]
+
+
+def _check_splits(out: pd.DataFrame, dataset: str) -> None:
+    for cid, split, members in zip(out["clip_id"], out["split"], out["splits"], strict=True):
+        if not members or members[0] != split or len(set(members)) != len(members):
+            raise ValueError(f"dataset {dataset!r}: clip {cid!r} has split {split!r} but splits {members!r} "
+                             "(splits must start with the primary split and hold no duplicates)")
 
 
 def assign_chunks(frame: pd.DataFrame, n_chunks: int) -> pd.Series:
@@ -22,7 +72,10 @@ def assign_chunks(frame: pd.DataFrame, n_chunks: int) -> pd.Series:
 
 
 def finalize_manifest(frame: pd.DataFrame, *, dataset: str, n_chunks: int, labels: list[str]) -> pd.DataFrame:
-    """Add label indices, JSON columns and chunks; check ids are unique; order columns."""
+    """Add label indices, JSON columns and chunks; check ids are unique; order columns.
+
+    ``splits`` (optional, list per clip, primary split first) defaults to ``[split]``.
+    """
     duplicated = frame["clip_id"][frame["clip_id"].duplicated()]
     if len(duplicated):
         raise ValueError(f"dataset {dataset!r}: duplicated clip ids in metadata: {sorted(duplicated)[:5]}")
@@ -32,6 +85,9 @@ def finalize_manifest(frame: pd.DataFrame, *, dataset: str, n_chunks: int, label
         raise ValueError(f"dataset {dataset!r}: labels missing from the label list: {unknown[:5]}")
     out = frame.copy()
     out["dataset"] = dataset
+    members = out["splits"] if "splits" in out else pd.Series([None] * len(out), index=out.index)
+    out["splits"] = [_members(m, s) for m, s in zip(members, out["split"], strict=True)]
+    _check_splits(out, dataset)
     out["label_idx"] = out["label"].map(index).astype("int64")
     if "boxes" not in out:
         out["boxes"] = [[] for _ in range(len(out))]
@@ -42,6 +98,7 @@ def finalize_manifest(frame: pd.DataFrame, *, dataset: str, n_chunks: int, label
         ]
     out["boxes"] = out["boxes"].map(json.dumps)
     out["sources"] = out["sources"].map(json.dumps)
+    out["splits"] = out["splits"].map(json.dumps)
     out["start_s"] = out["start_s"].astype("float64")
     out["end_s"] = out["end_s"].astype("float64")
     out = out.sort_values("clip_id", kind="stable").reset_index(drop=True)

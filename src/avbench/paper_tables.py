@@ -88,6 +88,9 @@ class RowMap:
     ogl: bool | None = None  # True/False: only a summary with/without OGL matches; None: any
     minus: str | None = None  # "delta" rows: ours = value(method) - value(minus)
     note: str = ""
+    # paper dataset -> our dataset key for this row only (a row trained elsewhere, e.g. OneAVM T4 "[train:
+    # Kinetics]" reads the VGGSound-Music evaluation of the Kinetics-trained model); wins over the table's map
+    datasets: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,9 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
           {"VGGSound-Music": _ds("vggsound_music", "1,201")},
           {**ONEAVM_LOC, **SEP_DB, **RECOG},
           {"OneAVM [train: VGGSound-Music]": RowMap("oneavm"),
-           "OneAVM [train: Kinetics]": RowMap(None, note="Kinetics training variant not reproduced"),
+           "OneAVM [train: Kinetics]": RowMap(
+               "oneavm", note="cross-dataset: Kinetics-400-trained model on the VGGSound-Music test",
+               datasets={"VGGSound-Music": "vggsound_music_from_k400"}),
            "OneAVM [train: Kinetics -> VGGSound-Music]": RowMap(None, note="Kinetics pre-training not reproduced")},
           EZVSL_PROTOCOLS),
     _spec("oneavm_table5", "oneavm_table5_ablation.csv", "OneAVM Table 5: ablation (CL / MAS / MVA)",
@@ -283,8 +288,9 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
            "AUC": _ms("class_auc")},
           {"Ours": RowMap("qian")}),
     _spec("qian_table3", "qian_table3_music_separation.csv", "Qian et al. Table 3: separation on MUSIC (dB)",
-          {"MUSIC [train: solo]": _ds("music", "first/second video per class as val/test"),
-           "MUSIC [train: solo+duet]": _ds(None, note="solo+duet training variant not configured")},
+          {"MUSIC [train: solo]": _ds(None, note="solo-only training variant not configured (configs/qian.yaml "
+                                                 "trains on solo + duet)"),
+           "MUSIC [train: solo+duet]": _ds("music", "first/second video per class as val/test")},
           SEP_DB,
           {"Ours Visual": RowMap("qian", note="visual guidance (main result)"),
            "Ours Audio": RowMap(None, note="variant not reproduced"),
@@ -293,7 +299,8 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
     _spec("senocak_table1", "senocak_table1_vggss_flickr.csv",
           "Senocak et al. Table 1: localization (train VGGSound-144k)",
           {"VGG-SS": _ds("vggss", VGGSS_N),
-           "SoundNet-Flickr test": _ds("flickr", FLICKR_N, "paper: trained on VGGSound-144k, tested on Flickr")},
+           "SoundNet-Flickr test": _ds("flickr_from_vggss", FLICKR_N,
+                                       "cross-dataset: trained on VGGSound-144k, tested on Flickr")},
           SENOCAK_LOC, SENOCAK_METHODS, SENOCAK_PROTOCOLS,
           ("Table 1's caption says SLAVC gives no AUC, yet a VGG-SS AUC of 39.40 is printed (README).",)),
     _spec("senocak_table2", "senocak_table2_flickr144k.csv",
@@ -310,7 +317,8 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
               "VGG-SS Heard 110 (SSL-TIE split)", "VGG-SS Unheard 110 (SSL-TIE split)")},
           SENOCAK_LOC, SENOCAK_METHODS, SENOCAK_PROTOCOLS),
     _spec("senocak_table5", "senocak_table5_avsbench_s4.csv", "Senocak et al. Table 5: zero-shot AVSBench S4",
-          {"AVSBench S4": _ds("avsbench_s4", "740 videos x 5 frames", "paper: trained on VGGSound-144k")},
+          {"AVSBench S4": _ds("avsbench_s4_from_vggss", "740 videos x 5 frames",
+                              "zero-shot: trained on VGGSound-144k, no AVSBench training")},
           SEG, SENOCAK_METHODS),
     _spec("senocak_table6", "senocak_table6_retrieval.csv", "Senocak et al. Table 6: cross-modal retrieval",
           {"VGG-SS": _ds("vggss", VGGSS_N)}, RETR, SENOCAK_METHODS),
@@ -504,6 +512,46 @@ def _fmt_frac(value: float) -> str:
     return f"{100 * value:.0f} %"
 
 
+def _our_dataset(paper_ds: str, dmap: DatasetMap | None, rmap: RowMap, override: Mapping[str, Any]) -> str | None:
+    if paper_ds in rmap.datasets:
+        return rmap.datasets[paper_ds]
+    return override.get(paper_ds, dmap.dataset if dmap else None)
+
+
+def _training_note(our_ds: str, config_note: Mapping[str, Any]) -> list[str]:
+    """What the models evaluated on ``our_ds`` were trained on (cross-dataset source, list, list mode)."""
+    source = (config_note.get("train_from") or {}).get(our_ds)
+    lists = config_note.get("train_lists") or {}
+    modes = config_note.get("train_list_mode")
+    mode = modes.get(our_ds) if isinstance(modes, Mapping) else None
+    train_list = lists.get(source or our_ds)
+    parts = []
+    if source:
+        parts.append(f"models trained on {source!r} (cross-dataset" + (f", train list {train_list})" if train_list
+                                                                        else ")"))
+    elif train_list:
+        parts.append(f"train list {train_list}")
+    if mode:
+        parts.append(f"train_list_mode={mode}")
+    return parts
+
+
+def note_with_leakage(config_note: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``config_note`` with ``leakage`` read from the leakage report it names (``leakage_report``: the CSV of the
+    ``leakage_report`` rule; its ``configured`` rows give, per evaluated dataset, the fraction of its test clips in
+    the training split its models saw). A report that does not exist yet leaves ``leakage`` as given."""
+    note = dict(config_note or {})
+    path = note.pop("leakage_report", None)
+    if path and Path(path).is_file():
+        report = pd.read_csv(path, keep_default_na=False)
+        if not {"scope", "dataset", "test_frac_in_train"} <= set(report.columns):
+            raise ValueError(f"{path}: not a leakage report with a 'configured' scope (columns {list(report.columns)})")
+        rows = report[report["scope"] == "configured"]
+        found = {str(d): float(f) for d, f in zip(rows["dataset"], rows["test_frac_in_train"], strict=True)}
+        note["leakage"] = {**found, **(note.get("leakage") or {})}
+    return note
+
+
 def _dataset_diff(paper_ds: str, dmap: DatasetMap | None, our_ds: str | None, seen: Mapping[str, Any],
                   config_note: Mapping[str, Any]) -> list[str]:
     """How our setting on one dataset differs from the paper's."""
@@ -524,9 +572,10 @@ def _dataset_diff(paper_ds: str, dmap: DatasetMap | None, our_ds: str | None, se
         if paper and not set(used) <= set(paper[:1]):
             text += f" (paper: {paper[0]})"
         parts.append(text)
+    parts += _training_note(our_ds, config_note)
     leakage = (config_note.get("leakage") or {}).get(our_ds)
     if leakage is not None:
-        parts.append(f"train list holds {_fmt_frac(float(leakage))} of the test clips")
+        parts.append(f"train split holds {_fmt_frac(float(leakage))} of the test clips (reports/leakage.md)")
     if seen.get("frontend"):
         parts.append(f"audio_frontend={'/'.join(sorted(seen['frontend']))}")
     if seen.get("oracle"):
@@ -557,8 +606,11 @@ def paper_beside_ours(table_id: str, summaries: Sequence[Mapping[str, Any]], *,
     columns ``train_set`` / ``pre_vision`` where the paper has them, ``n_ours`` (test items behind our numbers, ""
     when none), ``setting_diff`` (how our setting differs) and ``status`` (one of :data:`STATUSES`).
 
-    ``config_note`` (optional): ``datasets`` {paper dataset: our dataset key} overrides the registry,
-    ``leakage`` {our dataset: fraction of test clips in the training list}, ``train_list_mode``, ``notes`` [str].
+    ``config_note`` (optional): ``datasets`` {paper dataset: our dataset key} overrides the registry (a row's own
+    ``RowMap.datasets`` wins), ``leakage`` {our dataset: fraction of its test clips in the training split its models
+    saw}, ``train_list_mode`` (one mode, or {our dataset: mode of the list its models were trained on}),
+    ``train_from`` {our dataset: dataset its models were trained on}, ``train_lists`` {our dataset: train list
+    name}, ``notes`` [str]. :func:`note_with_leakage` fills ``leakage`` from the leakage report.
     """
     spec = _spec_of(table_id)
     config_note = dict(config_note or {})
@@ -581,7 +633,7 @@ def paper_beside_ours(table_id: str, summaries: Sequence[Mapping[str, Any]], *,
             row[f"{ds}{SEP}{metric}{SEP}paper"] = float(cell["value"].iloc[0]) if len(cell) else math.nan
             row[f"{ds}{SEP}{metric}{SEP}ours"] = math.nan
             dmap = spec.datasets.get(ds)
-            our_ds = ds_override.get(ds, dmap.dataset if dmap else None)
+            our_ds = _our_dataset(ds, dmap, rmap, ds_override)
             mmap = spec.metric_map(ds, metric)
             if rmap.method is not None and our_ds is not None and len(cell) and (mmap is None or mmap.key is None):
                 no_counterpart = True
@@ -627,11 +679,11 @@ def paper_beside_ours(table_id: str, summaries: Sequence[Mapping[str, Any]], *,
                 diff.append(rmap.note)
             for ds in datasets:
                 dmap = spec.datasets.get(ds)
-                diff += _dataset_diff(ds, dmap, ds_override.get(ds, dmap.dataset if dmap else None),
-                                      seen.get(ds, {}), config_note)
+                diff += _dataset_diff(ds, dmap, _our_dataset(ds, dmap, rmap, ds_override), seen.get(ds, {}),
+                                      config_note)
             if wanted == 0 and no_counterpart:
                 diff.append("no avbench counterpart for these metrics")
-            if filled and config_note.get("train_list_mode"):
+            if filled and isinstance(config_note.get("train_list_mode"), str):  # one mode for every dataset
                 diff.append(f"train_list_mode={config_note['train_list_mode']}")
             diff += [str(n) for n in config_note.get("notes") or []]
             status = "complete" if wanted and filled == wanted else "partial" if filled else "missing"
@@ -780,6 +832,7 @@ def write_paper_table(frame: pd.DataFrame, parquet: str | os.PathLike, csv: str 
 
 __all__ = [
     "PAPER_TABLES", "REPRODUCTION_CAVEATS", "DatasetMap", "MetricMap", "RowMap", "TableSpec", "available_tables",
-    "caveats_for", "load_all", "load_paper_table", "load_spec_table", "paper_beside_ours", "paper_results_dir",
+    "caveats_for", "load_all", "load_paper_table", "load_spec_table", "note_with_leakage", "paper_beside_ours",
+    "paper_results_dir",
     "table_id_from_path", "to_latex", "to_markdown", "value_columns", "write_paper_table",
 ]

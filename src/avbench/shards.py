@@ -23,6 +23,7 @@ import webdataset as wds
 from PIL import Image
 
 from avbench.ids import shard_key
+from avbench.manifest import in_split
 
 INDEX = "index.json"
 SHARDABLE = ("ok", "too_short")  # too_short clips are zero padded and flagged in their json
@@ -118,7 +119,8 @@ def write_shards(
     include_frames: bool = True,
     extra_json: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write the ``split`` clips of ``manifest`` that sliced ok (or too_short) as WebDataset shards.
+    """Write the ``split`` clips of ``manifest`` (by membership, ``avbench.manifest.in_split``) that sliced ok (or
+    too_short) as WebDataset shards.
 
     The whole directory is rendered next to ``out_dir`` and renamed into place, so ``out_dir`` (a Snakemake
     ``directory()`` output) never holds a partial set. ``extra_json(row)`` may add keys to each sample's json
@@ -126,8 +128,8 @@ def write_shards(
     """
     out_dir = Path(out_dir)
     rows = manifest
-    if "split" in rows.columns:
-        rows = rows[rows["split"] == split]
+    if "split" in rows.columns:  # membership: a clip of several splits (train_list_mode=original) is in each
+        rows = rows[in_split(rows, split)]
     status = slice_status[slice_status["status"].isin(SHARDABLE)]
     status = status[["clip_id", "status", "audio_path", "frame_path", "frames_dir"]]
     # Manifest columns win (a slice status may carry none of them anyway).

@@ -54,7 +54,7 @@ def manifest(*, manifest: str, dataset_cfg: dict, n_chunks: int, wildcards: dict
         frame = real_manifest(dataset, dataset_cfg, metadata_dir=metadata_dir, n_chunks=n_chunks,
                               files=inputs.get("metadata"), ingest=inputs.get("ingest"))
     io.write_parquet(manifest, frame)
-    log.info("manifest %s: %d clips, splits %s", dataset, len(frame), frame["split"].value_counts().to_dict())
+    log.info("manifest %s: %d clips, split membership %s", dataset, len(frame), manifest_mod.split_counts(frame))
 
 
 # --- real datasets (avbench.datasets) --------------------------------------------------------------------
@@ -93,18 +93,20 @@ def official_pairs(*, manifest: str, metadata: list[str], pairs: str, dataset_cf
                    **_: Any) -> None:
     from avbench.datasets import official_pairs as make_pairs
     from avbench.datasets import resolve_files
+    from avbench.mixtures import layout_pairs
 
     frame = make_pairs(wildcards["dataset"], dataset_cfg, resolve_files(dataset_cfg, None, metadata),
                        pd.read_parquet(manifest))
-    io.write_parquet(pairs, frame)
-    log.info("official pairs %s: %d", wildcards["dataset"], len(frame))
+    io.write_parquet(pairs, layout_pairs(frame, wildcards["layout"]))
+    log.info("official pairs %s/%s: %d", wildcards["dataset"], wildcards["layout"], len(frame))
 
 
-def leakage_report(*, metadata: list[str], csv: str, md: str, workdir: str, **_: Any) -> None:
+def leakage_report(*, metadata: list[str], csv: str, md: str, workdir: str, manifest_of: dict | None = None,
+                   dataset_cfgs: dict | None = None, **_: Any) -> None:
     from avbench.datasets import leakage_report_from
     from avbench.leakage import write_leakage_report
 
-    frame = leakage_report_from(metadata, workdir)
+    frame = leakage_report_from(metadata, workdir, manifests=manifest_of or {}, dataset_cfgs=dataset_cfgs or {})
     write_leakage_report(frame, csv, md)
     log.info("leakage report: %d rows", len(frame))
 
@@ -132,10 +134,11 @@ def slice_clips(*, manifest: str, download: str, status: str, clips_dir: str, op
 
 def shards(*, manifest: str, slice_status: list[str], shard_dir: str, options: dict, wildcards: dict,
            **_: Any) -> None:
+    from avbench.manifest import in_split
     from avbench.shards import write_shards
 
     clips = pd.read_parquet(manifest)
-    clips = clips[clips["split"] == wildcards["split"]]
+    clips = clips[in_split(clips, wildcards["split"])]  # membership: train_list_mode=original keeps leaked clips
     status = pd.concat([pd.read_parquet(p) for p in slice_status], ignore_index=True)
     index = write_shards(clips, status, Path(shard_dir), dataset=wildcards["dataset"], split=wildcards["split"],
                          max_samples_per_shard=options["max_samples_per_shard"],
@@ -148,23 +151,27 @@ def knn(*, train: str, manifest: str, npz: str, info: str, options: dict, thread
     import torch
 
     from avbench.knn import build_knn
+    from avbench.manifest import in_split
     from avbench.shards import iter_samples
 
     torch.set_num_threads(threads)
     clips = pd.read_parquet(manifest)
-    test_ids = set(clips.loc[clips["split"] != "train", "clip_id"])
+    # neighbours come from the training split only (by membership: a test clip kept in an original training list
+    # is a training clip there, as in the paper's own k-NN)
+    test_ids = set(clips.loc[~in_split(clips, "train"), "clip_id"])
     build_knn(iter_samples(Path(train)), encoder=options["encoder"], encoder_config=options["encoder_config"],
               k=options["k"], out_npz=Path(npz), out_json=Path(info), exclude_ids=test_ids)
 
 
 def mixtures(*, manifest: str, test: str, pairs: str, seed: int, n_pairs: int | None, wildcards: dict,
              **_: Any) -> None:
+    from avbench.manifest import in_split
     from avbench.mixtures import layout_pairs, make_pairs
     from avbench.shards import read_index
 
     clips = pd.read_parquet(manifest)
     available = set(read_index(Path(test)).get("clip_ids", []))
-    items = clips[(clips["split"] == "test")]
+    items = clips[in_split(clips, "test")]
     if available:
         items = items[items["clip_id"].isin(available)]
     frame = layout_pairs(make_pairs(items, seed=seed, n_pairs=n_pairs), wildcards["layout"])
@@ -207,10 +214,10 @@ def table(*, summaries: list[str], parquet: str, csv: str, md: str, benchmark: s
 def paper_table(*, table_id: str, candidates: list[str], parquet: str, csv: str, md: str, tex: str,
                 config_note: dict, **_: Any) -> None:
     """Our numbers beside the paper's; summaries that do not exist yet leave their cells marked missing."""
-    from avbench.paper_tables import caveats_for, paper_beside_ours, write_paper_table
+    from avbench.paper_tables import caveats_for, note_with_leakage, paper_beside_ours, write_paper_table
 
     found = [json.loads(Path(p).read_text()) for p in candidates if Path(p).exists()]
-    frame = paper_beside_ours(table_id, found, config_note=config_note)
+    frame = paper_beside_ours(table_id, found, config_note=note_with_leakage(config_note))
     write_paper_table(frame, parquet, csv, md, tex, title=table_id, caveats=caveats_for(table_id))
     log.info("paper table %s: %d of %d result summaries found", table_id, len(found), len(candidates))
 

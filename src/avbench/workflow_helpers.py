@@ -13,6 +13,11 @@ TASKS = ("localization", "multisource", "retrieval", "separation", "segmentation
 class WorkflowPaths:
     config: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        from avbench.config import check_dataset_references
+
+        check_dataset_references(self.config)
+
     @property
     def root(self) -> str:
         return self.config["results_dir"]
@@ -43,7 +48,11 @@ class WorkflowPaths:
         return f"{self.root}/shards/{dataset}/{split}"
 
     def shard_splits(self, dataset: str) -> tuple[str, ...]:
-        return SHARD_SPLITS_SYNTHAV if self.source(dataset) == "synthav" else ("train", "test")
+        if self.source(dataset) == "synthav":
+            return SHARD_SPLITS_SYNTHAV
+        from avbench.datasets import manifest_splits
+
+        return manifest_splits(self.dataset_cfg(dataset))
 
     def knn(self, dataset: str) -> str:
         return f"{self.root}/knn/{dataset}/neighbours.npz"
@@ -54,6 +63,61 @@ class WorkflowPaths:
     def model(self, dataset: str, method: str) -> str:
         return f"{self.root}/models/{dataset}/{method}/final.pt"
 
+    # --- cross-dataset evaluation (dataset key `train_from`) ---------------------------------------------------
+    def train_source(self, dataset: str) -> str:
+        """The dataset whose models evaluate ``dataset``: its ``train_from``, else itself."""
+        return self.config["datasets"][dataset].get("train_from") or dataset
+
+    def eval_model(self, dataset: str, method: str) -> str:
+        return self.model(self.train_source(dataset), method)
+
+    def train_shards(self, dataset: str) -> str:
+        """Training shards of ``dataset``; a ``train_from`` dataset has none (its models are the other's)."""
+        source = self.train_source(dataset)
+        if source != dataset:
+            raise ValueError(f"dataset {dataset!r} has train_from: {source!r}, so it has no train job of its own; "
+                             f"its models are {self.root}/models/{source}/<method>/final.pt")
+        return self.shard_dir(dataset, "train")
+
+    # --- what an evaluation job reads beside the test shards ----------------------------------------------------
+    def layouts(self) -> list[str]:
+        return list((self.config.get("mixtures") or {}).get("layouts", ["separate", "concat_lr"]))
+
+    def active_benchmarks(self) -> list[str]:
+        skipped = set(self.skipped_benchmarks())
+        return [b for b in self.benchmarks() if b not in skipped]
+
+    def benchmark_tasks(self, dataset: str) -> set[str]:
+        return {b.rsplit("_", 1)[-1] for b in self.active_benchmarks() if self.benchmark_dataset(b) == dataset}
+
+    def official_pair_files(self, dataset: str) -> list[str]:
+        """The published pair set of a real dataset in every layout, when one of its benchmarks is multi-source
+        or separation (VGGSound-Duet, VGGSound-Instruments multi, VGGSound-Music eval_ss)."""
+        from avbench.datasets import has_official_pairs
+
+        if not self.is_real(dataset) or not has_official_pairs(self.dataset_cfg(dataset)):
+            return []
+        if not self.benchmark_tasks(dataset) & {"multisource", "separation"}:
+            return []
+        return [self.pairs(dataset, layout) for layout in self.layouts()]
+
+    def eval_pairs(self, dataset: str) -> list[str]:
+        """Pair sets the evaluation of ``dataset`` scores (multi-source localization, separation): SynthAV's seeded
+        mixtures; a real dataset's official pairs; else, for a real separation benchmark (MUSIC), seeded
+        pairs of its test clips (PROTOCOLS 5.4/5.5 [ours])."""
+        if not self.is_real(dataset):
+            return [self.mixtures(dataset, layout) for layout in self.layouts()]
+        official = self.official_pair_files(dataset)
+        if official:
+            return official
+        if "separation" in self.benchmark_tasks(dataset):
+            return [self.mixtures(dataset, layout) for layout in self.layouts()]
+        return []
+
+    def eval_duet(self, dataset: str) -> str | None:
+        """Shards of real two-source clips (SynthAV duets, AVGN MUSIC-Duet frames), when the dataset has them."""
+        return self.shard_dir(dataset, "duet") if "duet" in self.shard_splits(dataset) else None
+
     def eval_summary(self, dataset: str, method: str) -> str:
         return f"{self.root}/eval/{dataset}/{method}/summary.json"
 
@@ -62,7 +126,17 @@ class WorkflowPaths:
 
     # --- methods -----------------------------------------------------------------------------------------
     def trained_methods(self) -> list[str]:
-        return sorted(self.config.get("methods", {}))
+        """``use_methods`` (if set) selects entries of ``methods``: Snakemake merges ``--configfile`` files into
+        config.yaml, so a paper preset would otherwise also train the demo's cpu entries on real data."""
+        methods = self.config.get("methods", {})
+        selected = self.config.get("use_methods")
+        if selected is None:
+            return sorted(methods)
+        unknown = [m for m in selected if m not in methods]
+        if unknown:
+            raise ValueError(f"config key 'use_methods' names {unknown}, which are not entries of 'methods' "
+                             f"(known: {sorted(methods)})")
+        return sorted(dict.fromkeys(selected))
 
     def baselines(self) -> list[str]:
         return list(self.config.get("baselines", []))
@@ -97,10 +171,29 @@ class WorkflowPaths:
         return [self.eval_summary(d, m) for d in datasets for m in self.evaluated_methods()]
 
     def paper_table_inputs(self) -> list[str]:
-        """With ``paper_tables_require_results`` (default) the tables wait for every result; without it they are
-        written from whatever summaries exist, the rest marked missing."""
+        """With ``paper_tables_require_results`` (default) the tables wait for every result (and the leakage report
+        whose configured rows they quote); without it they are written from whatever exists, the rest missing."""
         required = str(self.config.get("paper_tables_require_results", True)).lower() == "true"
-        return self.result_summaries() if required else []
+        if not required:
+            return []
+        leakage = self.leakage_report("csv")
+        return self.result_summaries() + ([leakage] if leakage in self.real_targets() else [])
+
+    def paper_table_note(self) -> dict[str, Any]:
+        """What the paper tables print as our setting per dataset: train list mode, list names, cross-dataset
+        training (``train_from``) and the leakage report whose ``configured`` rows give the overlap used."""
+        from avbench.datasets import list_settings
+
+        real = [d for d in self.datasets() if self.is_real(d)]
+        lists = {d: list_settings(self.dataset_cfg(d)) for d in real}
+        leakage = self.leakage_report("csv")
+        return {
+            "train_list_mode": {d: lists[self.train_source(d)]["train_list_mode"] for d in real
+                                if lists[self.train_source(d)]["train_list_mode"]},
+            "train_from": {d: self.train_source(d) for d in real if self.train_source(d) != d},
+            "train_lists": {d: lists[d]["train_list"] for d in real if lists[d]["train_list"]},
+            "leakage_report": leakage if leakage in self.real_targets() else None,
+        }
 
     def all_targets(self) -> list[str]:
         targets = [self.paper_table(t, ext) for t in self.paper_tables() for ext in ("parquet", "csv", "md", "tex")]
@@ -146,8 +239,8 @@ class WorkflowPaths:
     def placed_video_dir(self, dataset: str) -> str:
         return f"{self.root}/placed/{dataset}/videos"
 
-    def pairs(self, dataset: str) -> str:
-        return f"{self.root}/pairs/{dataset}/official.parquet"
+    def pairs(self, dataset: str, layout: str) -> str:
+        return f"{self.root}/pairs/{dataset}/{layout}.parquet"
 
     def leakage_report(self, ext: str) -> str:
         return f"{self.root}/reports/leakage.{ext}"
@@ -166,20 +259,21 @@ class WorkflowPaths:
                 out.append(benchmark)
         return out
 
+    def leakage_manifests(self) -> dict[str, str]:
+        """Manifests behind the ``configured`` rows of the leakage report: every real dataset of a built benchmark
+        and the dataset it is trained on."""
+        evaluated = {self.benchmark_dataset(b) for b in self.active_benchmarks()}
+        wanted = {d for d in evaluated if self.is_real(d)} | {self.train_source(d) for d in evaluated
+                                                               if self.is_real(d)}
+        return {d: self.manifest(d) for d in sorted(wanted)}
+
     def real_targets(self) -> list[str]:
         """Leakage report (when metadata_dir is set or a benchmark uses a real dataset) and the official pair
         sets of the multi-source / separation benchmarks."""
-        from avbench.datasets import has_official_pairs
-
-        skipped = set(self.skipped_benchmarks())
-        active = [b for b in self.benchmarks() if b not in skipped]
-        real = [b for b in active if self.is_real(self.benchmark_dataset(b))]
+        real = [b for b in self.active_benchmarks() if self.is_real(self.benchmark_dataset(b))]
         targets = []
         if self.metadata_dir() or real:
             targets += [self.leakage_report("csv"), self.leakage_report("md")]
         for benchmark in real:
-            dataset = self.benchmark_dataset(benchmark)
-            if benchmark.rsplit("_", 1)[-1] in ("multisource", "separation") and has_official_pairs(
-                    self.dataset_cfg(dataset)):
-                targets.append(self.pairs(dataset))
+            targets += self.official_pair_files(self.benchmark_dataset(benchmark))
         return list(dict.fromkeys(targets))

@@ -50,9 +50,14 @@ def eval_inputs(wildcards):
         "test": paths.shard_dir(wildcards.dataset, "test"),
     }
     if wildcards.method in paths.trained_methods():
-        inputs["model"] = paths.model(wildcards.dataset, wildcards.method)
+        # a dataset with `train_from` is evaluated with the models trained on that other dataset
+        inputs["model"] = paths.eval_model(wildcards.dataset, wildcards.method)
+    duet = paths.eval_duet(wildcards.dataset)
+    if duet:
+        inputs["duet"] = duet
+    pairs = paths.eval_pairs(wildcards.dataset)
+    if pairs:
+        inputs["mixtures"] = pairs
     if paths.source(wildcards.dataset) == "synthav":
-        inputs["duet"] = paths.shard_dir(wildcards.dataset, "duet")
-        inputs["mixtures"] = [paths.mixtures(wildcards.dataset, l) for l in config["mixtures"]["layouts"]]
         inputs["s4_meta"] = f"{paths.synthav_dir(wildcards.dataset)}/metadata/avsbench/Single-source/s4_meta_data.csv"
     return inputs

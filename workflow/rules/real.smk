@@ -72,32 +72,38 @@ rule ingest_placed:
         ADAPTER
 
 
+# The published pair set in one multi-source layout (separate frames / side-by-side canvas); evaluation reads it
+# like the seeded mixtures (WorkflowPaths.eval_pairs).
 rule official_pairs:
     input:
         manifest=lambda w: paths.manifest(w.dataset),
         metadata=lambda w: paths.manifest_metadata(w.dataset),
     output:
-        pairs=f"{R}/pairs/{{dataset}}/official.parquet",
+        pairs=f"{R}/pairs/{{dataset}}/{{layout}}.parquet",
     params:
         dataset_cfg=lambda w: config["datasets"][w.dataset],
     log:
-        f"{R}/logs/official_pairs/{{dataset}}.log",
+        f"{R}/logs/official_pairs/{{dataset}}/{{layout}}.log",
     benchmark:
-        f"{R}/benchmarks/official_pairs/{{dataset}}.tsv"
+        f"{R}/benchmarks/official_pairs/{{dataset}}/{{layout}}.tsv"
     conda:
         "../../envs/media.yaml"
     script:
         ADAPTER
 
 
+# Published lists from the metadata, plus what the configured datasets use (their manifests' split membership).
 rule leakage_report:
     input:
         metadata=paths.leakage_metadata(),
+        manifests=list(paths.leakage_manifests().values()),
     output:
         csv=report(f"{R}/reports/leakage.csv", category="Reports"),
         md=f"{R}/reports/leakage.md",
     params:
         workdir=f"{R}/reports/.leakage_metadata",
+        manifest_of=paths.leakage_manifests(),
+        dataset_cfgs={d: config["datasets"][d] for d in paths.leakage_manifests()},
     log:
         f"{R}/logs/leakage_report.log",
     benchmark:

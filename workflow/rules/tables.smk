@@ -31,7 +31,7 @@ rule paper_table:
     params:
         table_id=lambda w: w.table_id,
         candidates=lambda w: paths.result_summaries(),
-        config_note=lambda w: {"train_list_mode": {d: c.get("train_list_mode", "original") for d, c in config["datasets"].items()}},
+        config_note=lambda w: paths.paper_table_note(),
     log:
         f"{R}/logs/tables/paper_{{table_id}}.log",
     conda:

@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        train=lambda w: paths.shard_dir(w.dataset, "train"),
+        train=lambda w: paths.train_shards(w.dataset),  # a `train_from` dataset has no train job: clear error
         knn=lambda w: paths.knn(w.dataset),
     output:
         model=f"{R}/models/{{dataset}}/{{method}}/final.pt",
