@@ -25,12 +25,14 @@ include: "workflow/rules/mixtures.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        paths.plot_targets(),
 
 
 # Named targets: `snakemake <name>` builds one stage for every configured dataset.
@@ -57,3 +59,8 @@ rule all_shards:
 rule tables:
     input:
         all_targets(),
+
+
+rule plots:
+    input:
+        paths.plot_targets(),

@@ -111,6 +111,29 @@ def test_metrics_in_range_and_tables_written(dag_run: Path) -> None:
     assert len(log) == 2 and np.isfinite(log["loss"]).all()
 
 
+def test_extended_and_multisource_columns(dag_run: Path) -> None:
+    extended = pd.read_parquet(dag_run / "tables/synthav_extended.parquet")
+    # every localizing method is scored with negatives, baselines included
+    assert {"ezvsl", "slavc", "senocak", "avgn", "m2vsl", "oneavm", "qian", "centre_prior", "random"} <= set(
+        extended["method"])
+    for column in ("ap", "ap_exact", "max_f1", "loc_acc"):
+        assert extended[column].between(0, 100).all(), column
+    assert (extended["n_all"] == 2 * extended["n"]).all()
+    # the centre prior ignores the audio: its negatives are exactly as confident as its positives
+    assert extended.set_index("method").loc["centre_prior", "ap_exact"] <= 50.0 + 1e-9
+    multisource = pd.read_parquet(dag_run / "tables/synthav_multisource.parquet")
+    assert {"piap", "piap_avgn_code"} <= set(multisource.columns)
+    assert "piap_avgn_code" in (dag_run / "tables/synthav_multisource.md").read_text()
+
+
+def test_figures_written(dag_run: Path) -> None:
+    for name in ("success_curves", "overlays", "separation"):
+        path = dag_run / "plots/synthav" / f"{name}.png"
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert path.stat().st_size > 5000, name
+    assert (dag_run / "benchmarks/plots/synthav.tsv").is_file()
+
+
 def test_single_target_rebuilds_alone(dag_run: Path) -> None:
     workdir = dag_run.parent
     target = dag_run / "tables/synthav_localization.md"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from avbench import plots
@@ -79,3 +81,52 @@ def test_separation_spectrograms(tmp_path: Path) -> None:
     spec = plots.log_magnitude_stft(a, n_fft=512, hop=128)
     assert spec.shape == (257, 1 + (sr - 512) // 128)
     assert abs(int(spec.mean(axis=1).argmax()) - round(440 / (sr / 512))) <= 1  # energy at 440 Hz
+
+
+def test_separation_comparison_one_column_per_method(tmp_path: Path) -> None:
+    sr = 8000
+    t = np.arange(sr) / sr
+    a, b = np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 1500 * t)
+    out = plots.plot_separation_comparison(a + b, [a, b], {"m1": [a, b], "m2": [b, a]}, sr, tmp_path / "c.png")
+    assert _png(out).size == (400 * 3, 220 * 3)
+    only_true = plots.plot_separation_comparison(a + b, [a, b], {}, sr, tmp_path / "t.png")
+    assert _png(only_true).size == (400, 220 * 3)
+    with pytest.raises(ValueError):
+        plots.plot_separation_comparison(a + b, [a, b], {"m1": [a]}, sr, tmp_path / "bad.png")
+
+
+def test_success_curves_from_per_sample_rows_of_the_protocol() -> None:
+    frame = pd.DataFrame({"clip_id": ["a", "b", "a", "b"], "protocol": ["p", "p", "q", "q"],
+                          "ciou": [0.5, 0.1, 1.0, 1.0]})
+    curves = plots.success_curves_from_per_sample({"m": frame, "empty": frame.iloc[:0]}, "p")
+    assert list(curves) == ["m"]
+    t, y = curves["m"]
+    assert t[0] == 0.0 and y[0] == 1.0
+    assert y[np.searchsorted(t, 0.3)] == 0.5 and y[np.searchsorted(t, 0.55)] == 0.0  # only the "p" rows
+
+
+def test_first_pair_and_centre() -> None:
+    assert plots.first_pair([2, 2, 5, 2]) == (0, 2)
+    assert plots.first_pair([1, 1]) is None
+    np.testing.assert_array_equal(plots._centre(np.arange(10), 4), [3, 4, 5, 6])
+    np.testing.assert_array_equal(plots._centre(np.arange(2), 4), [0, 0, 1, 0])
+
+
+class _PeakModel(torch.nn.Module):
+    """Puts the map's peak on the GT box held in the image's first channel (a perfect localizer)."""
+
+    def localize(self, images: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:
+        return images[:, 0] + 0.01 * torch.arange(images[0, 0].numel()).view(images.shape[-2:]) / images[0, 0].numel()
+
+
+def test_localization_examples_scores_the_drawn_maps() -> None:
+    items = []
+    for k in range(3):
+        gt = torch.zeros(8, 8)
+        gt[k:k + 4, 2:6] = 1
+        items.append({"image": torch.stack([gt, gt, gt]), "spec": torch.zeros(1, 2, 2), "gt": gt,
+                      "clip_id": f"c{k}", "label_idx": k})
+    maps, ciou = plots.localization_examples(_PeakModel(), items, 2, "sslalignment_adaptive")
+    assert maps.shape == (2, 8, 8)
+    # adaptive threshold = the 16th largest value, `p > thr`: the 15 other box pixels -> cIoU 15 / 16
+    np.testing.assert_allclose(ciou, [15 / 16, 15 / 16])

@@ -218,3 +218,10 @@ def test_train_from_paths_and_errors() -> None:
     chained = {**config, "datasets": {**config["datasets"], "c": {"source": "vggss", "train_from": "b"}}}
     with pytest.raises(ConfigError, match="'datasets.c.train_from'.*'b' is itself evaluated"):
         WorkflowPaths(chained)
+
+
+def test_default_figures_and_extended_benchmark() -> None:
+    paths = WorkflowPaths(yaml.safe_load((REPO / "config.yaml").read_text()))
+    assert "synthav_extended" in paths.benchmarks()
+    assert paths.plot_targets() == [f"results/plots/synthav/{name}.png"
+                                    for name in ("success_curves", "overlays", "separation")]

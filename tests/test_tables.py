@@ -45,3 +45,32 @@ def test_write_all_formats(tmp_path) -> None:
     assert pd.read_csv(tmp_path / "t.csv")["ciou_sr@0.5"].tolist() == [50.0]
     md = (tmp_path / "t.md").read_text()
     assert "| ezvsl | adaptive | 50.00 |" in md
+
+
+def test_extended_table_and_piap_code_column(tmp_path) -> None:
+    summary = {
+        "method": "ezvsl", "dataset": "synthav",
+        "tasks": {
+            "extended": {"sslalignment_adaptive": {"ap": 0.5, "ap_exact": 1.0, "max_f1": 0.75, "loc_acc": 0.25,
+                                                   "auc_visible": 0.5, "n": 4, "n_all": 8, "n_small": 0,
+                                                   "ap_impl": "slavc", "protocol": "sslalignment_adaptive"}},
+            "multisource": {"mix_separate": {"class_ciou_sr@0.3": 0.5, "piap": 0.8, "piap_avgn_code": 0.3,
+                                             "piap_avgn_code_n": 6, "n": 6}},
+        },
+    }
+    ext = benchmark_table("synthav_extended", [summary])
+    assert ext.loc[0, "ap"] == 50.0 and ext.loc[0, "loc_acc"] == 25.0
+    assert ext.loc[0, "n_all"] == 8 and ext.loc[0, "n_small"] == 0  # counts are not percentages
+    assert list(ext.columns[3:7]) == ["ap", "ap_exact", "max_f1", "loc_acc"]
+    write_table(ext, parquet=tmp_path / "e.parquet", csv=tmp_path / "e.csv", md=tmp_path / "e.md",
+                title="synthav_extended")
+    md = (tmp_path / "e.md").read_text()
+    assert "| method | setting | ap | ap_exact | max_f1 | loc_acc | auc_visible | n | n_all |" in md
+    assert "| ezvsl | sslalignment_adaptive | 50.00 | 100.00 | 75.00 | 25.00 | 50.00 | 4 | 8 |" in md
+    assert "negative" in md  # the note says how the extended set is built
+    ms = benchmark_table("synthav_multisource", [summary])
+    assert ms.loc[0, "piap_avgn_code"] == 30.0 and ms.loc[0, "piap_avgn_code_n"] == 6
+    write_table(ms, parquet=tmp_path / "m.parquet", csv=tmp_path / "m.csv", md=tmp_path / "m.md",
+                title="synthav_multisource")
+    md = (tmp_path / "m.md").read_text()
+    assert "| piap | piap_avgn_code |" in md and "released AVGN code's variant" in md

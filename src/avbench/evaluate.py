@@ -1,15 +1,17 @@
 """Evaluation: a trained method (or a training-free baseline) -> maps / embeddings -> metrics -> summary.
 
-Single-source localization runs on the test split under every configured protocol; multi-source localization
-on SynthAV's real duet clips and on the seeded test mixtures (both layouts); retrieval and recognition on the
-global embeddings of the test split. The summary records the number of clips evaluated (N_available).
+Single-source localization runs on the test split under every configured protocol, the extended
+(false-positive) protocol on every test image with its own and with another class's audio; multi-source
+localization on SynthAV's real duet clips and on the seeded test mixtures (both layouts); retrieval and
+recognition on the global embeddings of the test split. The summary records the number of clips evaluated
+(N_available).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,79 @@ def evaluate_duets(model: torch.nn.Module, dataset: ClipDataset, protocol: str, 
             ]))
         metric.update(torch.stack(per_source_maps, 1), torch.stack(per_source_gts, 1))
     return metric.compute()
+
+
+def extended_partners(dataset: Sequence[dict[str, Any]], seed: int) -> np.ndarray | None:
+    """For every test item, the index of the item whose audio makes its non-sounding negative (extended set).
+
+    The seeded class-distinct rule of the mixtures (PROTOCOLS 5.4, :func:`avbench.mixtures.make_pairs`) applied
+    to the clips of the test shards: a partner of another class and another video, drawn from
+    ``default_rng([seed, i])`` with ``i`` the clip's position in clip-id order. None when the test split has
+    fewer than two classes (no negative can be built).
+    """
+    from avbench.ids import parse_clip_id
+    from avbench.mixtures import make_pairs
+
+    def ytid(cid: str) -> str:
+        try:
+            return parse_clip_id(cid)[0]
+        except ValueError:  # not a canonical id: then the id itself stands for its video
+            return cid
+
+    clips = getattr(dataset, "clips", None)  # ClipDataset: read ids and labels without decoding items
+    if clips is not None:
+        ids, labels = [str(c.clip_id) for c in clips], [int(c.label_idx) for c in clips]
+    else:
+        items = [dataset[i] for i in range(len(dataset))]
+        ids, labels = [str(item["clip_id"]) for item in items], [int(item["label_idx"]) for item in items]
+    if len(set(labels)) < 2:
+        return None
+    frame = pd.DataFrame({"clip_id": ids, "label": [str(lab) for lab in labels],
+                          "ytid": [ytid(cid) for cid in ids]})
+    pairs = make_pairs(frame, seed=seed)
+    index = {cid: i for i, cid in enumerate(ids)}
+    partner = dict(zip(pairs["id_a"], pairs["id_b"], strict=True))
+    return np.array([index[partner[cid]] for cid in ids], dtype=np.int64)
+
+
+def evaluate_extended(model: torch.nn.Module, dataset: Sequence[dict[str, Any]], protocol: str, *, seed: int,
+                      batch_size: int, conf_norm: str = "abs_cos") -> dict[str, Any] | None:
+    """SLAVC-style extended localization (PROTOCOLS 4.5) built from the test split itself.
+
+    Positives: every test image with its own audio (``n_boxes`` = its box count). Negatives: every test image
+    with the audio of :func:`extended_partners` (another class, so the visible objects are silent): an empty
+    GT and ``n_boxes = 0``. ``protocol`` binarises the maps; the confidence is the top-quarter mean of the
+    upsampled map under ``conf_norm``: ``abs_cos`` is ``(cos + 1) / 2``, SLAVC's absolute score for cosine
+    maps; for maps on another scale it is an increasing affine transform of theirs, which changes no AP,
+    max-F1 or LocAcc (only the F1 at the fixed confidence threshold). Keys: those of
+    :func:`avbench.metrics.extended.extended_metrics` plus ``ap`` (SLAVC ``calc_ap``), ``ap_exact``
+    (all-points AP), ``max_f1``, ``loc_acc`` (all at IoU 0.5), ``n`` (test clips) and ``n_negatives``; None
+    for a single-class test split.
+    """
+    from avbench.metrics.extended import ExtendedMetric, ap_voc_exact
+    from avbench.metrics.localization import PRESETS
+
+    partners = extended_partners(dataset, seed)
+    if partners is None:
+        return None
+    metric = ExtendedMetric(PRESETS[protocol], ap_impl="slavc", conf_norm=conf_norm)
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(start + batch_size, len(dataset)))
+        batch = collate([dataset[i] for i in idx])
+        negative_specs = torch.stack([dataset[int(partners[i])]["spec"] for i in idx])
+        with torch.no_grad():
+            positive = model.localize(batch["image"], batch["spec"])
+            negative = model.localize(batch["image"], negative_specs)
+        metric.update(positive, batch["gt"], n_boxes=[len(b) for b in batch["boxes"]])
+        metric.update(negative, torch.zeros_like(batch["gt"]), n_boxes=[0] * len(idx))
+    out = metric.compute()
+    rows = metric.per_sample()
+    out.update(
+        ap=out["ap_all@0.5"], max_f1=out["maxf1_all@0.5"], loc_acc=out["locacc@0.5"],
+        ap_exact=ap_voc_exact(rows["conf"], rows["ciou"], rows["n_boxes"], 0.5),
+        n=len(dataset), n_negatives=len(dataset),
+    )
+    return out
 
 
 class TestSet:
@@ -241,6 +316,12 @@ def evaluate_method(
     tasks["localization"] = {name: {**values, "n": len(test)} for name, values in single.items()}
     if embeddings:
         tasks["retrieval"] = {"test": {**evaluate_retrieval(embeddings), "n": len(test)}}
+    if hasattr(model, "localize"):  # every localizing method, baselines included
+        extended = evaluate_extended(model, test, primary, seed=seed, batch_size=eval_cfg["batch_size"])
+        if extended is None:
+            log.warning("%s: single-class test split, no extended (negative) set", dataset)
+        else:
+            tasks["extended"] = {primary: extended}
     multisource: dict[str, Any] = {}
     if duet_shards:
         duets = ClipDataset(duet_shards, split_kind="test", **loader_kwargs)

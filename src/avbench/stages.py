@@ -222,6 +222,24 @@ def paper_table(*, table_id: str, candidates: list[str], parquet: str, csv: str,
     log.info("paper table %s: %d of %d result summaries found", table_id, len(found), len(candidates))
 
 
+def plots(*, test: str, per_sample: list[str], curves: str, overlays: str, separation: str, methods: list[str],
+          method_cfgs: dict, model_paths: dict, eval_cfg: dict, seed: int, n_samples: int, threads: int,
+          wildcards: dict, **_: Any) -> None:
+    """Rule ``plot``: the figure set of one dataset (``per_sample`` is in ``methods`` order)."""
+    import torch
+
+    from avbench.plots import dataset_figures
+
+    torch.set_num_threads(threads)
+    drawn = dataset_figures(
+        test_shards=test, methods={m: method_cfgs.get(m) or {} for m in methods}, model_paths=model_paths,
+        per_sample=dict(zip(methods, per_sample, strict=True)), eval_cfg=eval_cfg, dataset=wildcards["dataset"],
+        curves_png=curves, overlays_png=overlays, separation_png=separation, n_samples=n_samples, seed=seed,
+    )
+    log.info("figures of %s: clips %s, separation pair %s by %s", wildcards["dataset"], drawn["clip_ids"],
+             drawn["pair"], drawn["separating"] or "no method")
+
+
 STAGES: dict[str, Callable[..., None]] = {
     "synthav_spec": synthav_spec,
     "synthav_render": synthav_render,
@@ -240,6 +258,7 @@ STAGES: dict[str, Callable[..., None]] = {
     "evaluate": evaluate,
     "table": table,
     "paper_table": paper_table,
+    "plot": plots,  # rule `plot` (one job per dataset); `plots` is the named target of every figure
 }
 
 

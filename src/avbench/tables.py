@@ -13,7 +13,8 @@ from avbench import io
 # Column order for known metric keys; anything else follows alphabetically.
 PREFERRED_ORDER = [
     "ciou_sr@0.5", "auc", "avg_ciou", "pixel_ap", "oracle_sr@0.5",
-    "class_ciou_sr@0.3", "class_auc", "cap", "piap",
+    "class_ciou_sr@0.3", "class_auc", "cap", "piap", "piap_avgn_code",
+    "ap", "ap_exact", "max_f1", "loc_acc",
     "sdr", "sir", "sar", "sdr_mix",
     "ir_acc", "xnn_acc", "wnn_acc", "a2i_r@1", "a2i_r@5", "a2i_r@10", "i2a_r@1", "i2a_r@5", "i2a_r@10",
     "miou", "fscore", "n",
@@ -23,7 +24,8 @@ PREFERRED_ORDER = [
 # The Markdown view keeps the headline columns of each task; Parquet and CSV keep every column.
 MD_COLUMNS = {
     "localization": ["ciou_sr@0.5", "auc", "avg_ciou", "pixel_ap", "oracle_sr@0.5", "n"],
-    "multisource": ["class_ciou_sr@0.3", "class_auc", "cap", "piap", "agnostic_ciou_sr@0.3", "n"],
+    "multisource": ["class_ciou_sr@0.3", "class_auc", "cap", "piap", "piap_avgn_code", "agnostic_ciou_sr@0.3", "n"],
+    "extended": ["ap", "ap_exact", "max_f1", "loc_acc", "auc_visible", "n", "n_all"],
     "retrieval": ["ir_acc", "xnn_acc", "wnn_acc", "a2i_r@1", "a2i_r@5", "a2i_r@10", "i2a_r@1", "i2a_r@5",
                   "i2a_r@10", "n"],
     "separation": ["sdr", "sir", "sar", "sdr_mix", "n", "n_skipped"],
@@ -32,7 +34,16 @@ MD_COLUMNS = {
 TASK_NOTES = {
     "localization": "cIoU success rates, AUC, mean cIoU and pixel AP in %; oracle_sr@0.5 is the ceiling of "
                     "cIoU@0.5 that a perfect ranking reaches under the same thresholding protocol (setting).",
-    "multisource": "class-aware cIoU (mean over sounding sources) success rate and AUC, CAP and PIAP in %.",
+    "multisource": "class-aware cIoU (mean over sounding sources) success rate and AUC, CAP and PIAP in %. "
+                   "piap is the paper definition (best source-to-map assignment of pixel APs); piap_avgn_code is "
+                   "the released AVGN code's variant (AP with y_true = binarised map and y_score = GT, map k "
+                   "scored against GT k, no permutation; PROTOCOLS 4.8), for parity only.",
+    "extended": "SLAVC extended-set metrics in % (PROTOCOLS 4.5): every test clip scored with its own audio "
+                "(positive) and with the audio of a seeded different-class test clip (negative, no GT). "
+                "Confidence = mean of the top 25 % of the map's raw scores; positives binarised with the "
+                "setting's protocol. ap = SLAVC calc_ap at IoU 0.5 (as that code computes it: starts at the "
+                "second-highest confidence), ap_exact = all-points AP; max_f1 and loc_acc at IoU 0.5; "
+                "n = test clips, n_all = positives + negatives.",
     "retrieval": "IR-Acc, xNN-Acc, wNN-Acc and Recall@k (audio->image a2i, image->audio i2a) in %.",
     "separation": "SDR / SIR / SAR in dB (BSS-Eval v3); sdr_mix scores the unprocessed mixture.",
     "segmentation": "mIoU and F-score (beta^2 = 0.3) in %, AVSBench conventions.",

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 SHARD_SPLITS_SYNTHAV = ("train", "test", "duet")
-TASKS = ("localization", "multisource", "retrieval", "separation", "segmentation")
+TASKS = ("localization", "extended", "multisource", "retrieval", "separation", "segmentation")
+# Figures of the `plot` rule, one set per evaluated dataset (avbench.plots.dataset_figures).
+PLOT_FIGURES = ("success_curves", "overlays", "separation")
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,21 @@ class WorkflowPaths:
     def eval_summary(self, dataset: str, method: str) -> str:
         return f"{self.root}/eval/{dataset}/{method}/summary.json"
 
+    def eval_per_sample(self, dataset: str, method: str) -> str:
+        return f"{self.root}/eval/{dataset}/{method}/per_sample.parquet"
+
     def table(self, benchmark: str, ext: str = "md") -> str:
         return f"{self.root}/tables/{benchmark}.{ext}"
+
+    # --- figures ------------------------------------------------------------------------------------------
+    def plot(self, dataset: str, figure: str) -> str:
+        return f"{self.root}/plots/{dataset}/{figure}.png"
+
+    def plot_targets(self) -> list[str]:
+        """The figure set of every dataset a built benchmark evaluates (kept out of :meth:`all_targets`, which
+        lists the tables; ``rule all`` asks for both)."""
+        datasets = sorted({self.benchmark_dataset(b) for b in self.active_benchmarks()})
+        return [self.plot(d, figure) for d in datasets for figure in PLOT_FIGURES]
 
     # --- methods -----------------------------------------------------------------------------------------
     def trained_methods(self) -> list[str]:

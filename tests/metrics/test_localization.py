@@ -104,6 +104,14 @@ def test_median_ties_ge_vs_gt():
     gt = np.ones((1, 4, 4), dtype=np.float32)
     assert L.binarize(p, gt, proto()).sum() == 12
     assert L.binarize(p, gt, proto(bin_cmp="gt")).sum() == 2
+    # the scorer counts the prediction on the sorted row (AP path): same counts, ties included, for both key
+    # encodings (scores in [0, 2) pack into uint32 keys, negative scores into int64 keys)
+    half = np.zeros((1, 4, 4), dtype=np.float32)
+    half.reshape(-1)[::2] = 1  # GT on every other pixel: 2 of the 4 lowest, 5 of the tied 10, 1 of the top 2
+    for shift in (0.0, -5.0):
+        for cmp, n_pred, hit in (("ge", 12, 6), ("gt", 2, 1)):
+            out = L.evaluate_maps(p + np.float32(shift), half, proto(bin_cmp=cmp), compute_ap=True)
+            assert out["n_pred"][0] == n_pred and out["ciou"][0] == pytest.approx(hit / (8 + n_pred - hit))
 
 
 def test_ciou_consensus_hand():

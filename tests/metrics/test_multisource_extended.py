@@ -10,7 +10,7 @@ from sklearn.metrics import average_precision_score
 
 from avbench.metrics import extended as E
 from avbench.metrics.localization import LocProtocol, average_precision_rows
-from avbench.metrics.multisource import MultiSourceMetric, piap_from_matrix
+from avbench.metrics.multisource import MultiSourceMetric, ap_graded_scores, piap_from_matrix
 
 ABS = LocProtocol("abs_test", upsample="none", norm="none", thr_rule="absolute@0.5", bin_cmp="ge", success_cmp="ge")
 
@@ -104,8 +104,30 @@ def test_piap_avgn_code_parity_variant():
     # 2 of them predicted -> P 1/2, R 2/4; threshold 0 -> P 4/16, R 1 -> AP = 1/2*1/2 + 1/4*1/2 = 0.375
     # source 1: prediction == GT -> AP 1
     assert m.compute()["piap"] == pytest.approx((0.375 + 1.0) / 2)
+    assert m.compute()["piap_avgn_code"] == m.compute()["piap"]
     with pytest.raises(ValueError):
         MultiSourceMetric(ABS, piap_impl="other")
+    # The default (clean) metric reports the code's variant beside its own PIAP, under its own name. With the
+    # maps given in swapped order the clean PIAP still finds the right assignment (as above), while the code's
+    # variant pairs map k with GT k: each binarised map (4 px) lies off its GT, so all its positives score 0
+    # -> threshold 1: P 0, R 0; threshold 0: P 4/16, R 1 -> AP 0.25 for both sources.
+    clean = MultiSourceMetric(ABS)
+    clean.update(maps[:, ::-1].copy(), g)
+    out = clean.compute()
+    assert out["piap_impl"] == "clean" and out["piap"] == pytest.approx((0.375 + 1.0) / 2)
+    assert out["piap_avgn_code"] == pytest.approx(0.25)
+    assert out["piap_avgn_code_n"] == 1 and out["piap_avgn_code_skipped"] == 0
+    assert list(clean.per_sample()["piap_avgn_code"]) == pytest.approx([0.25])
+
+
+def test_piap_avgn_code_empty_prediction_is_skipped():
+    g = two_source_case()
+    maps = np.zeros_like(g)  # nothing above the absolute threshold: empty predictions, AP undefined
+    m = MultiSourceMetric(ABS)
+    m.update(np.concatenate([maps, g]), np.concatenate([g, g]))
+    out = m.compute()
+    assert out["piap_avgn_code_n"] == 1 and out["piap_avgn_code_skipped"] == 1
+    assert out["piap_avgn_code"] == pytest.approx(1.0)  # second sample: prediction == GT
 
 
 # -------------------------------------------------------------------------------------------- extended
@@ -187,3 +209,53 @@ def test_extended_metric_from_maps():
 def test_average_precision_rows_shape_check():
     with pytest.raises(ValueError):
         average_precision_rows(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+def test_confidence_read_from_absolute_scores_like_slavc_test():
+    # Two cosine maps of the same shape, one strong (0.9 peak) and one weak (0.1 peak): min-max normalisation
+    # (relative prediction) makes them identical, but SLAVC reads the confidence from the absolute score
+    # (cos + 1) / 2 before that step, so the strong map is the more confident one.
+    base = np.zeros((2, 4, 4), dtype=np.float32)
+    base[:, :2, :2] = 1.0
+    maps = np.stack([0.9 * base[0], 0.1 * base[1]])
+    g = base.copy()
+    rel = LocProtocol("rel", upsample="none", norm="abs_cos_minmax", thr_rule="median")
+    m = E.ExtendedMetric(rel, ious=(0.5,))
+    assert m.conf_norm == "abs_cos" and E.confidence_norm(LocProtocol(norm="minmax")) == "none"
+    m.update(maps, g)
+    # top ceil(16 / 4) = 4 scores are the 2x2 peak: (0.9 + 1) / 2 and (0.1 + 1) / 2
+    assert list(m.per_sample()["conf"]) == pytest.approx([0.95, 0.55])
+    # reading it from the min-max normalised map instead (the binarised one) loses the difference
+    same = E.ExtendedMetric(rel, ious=(0.5,), conf_norm="abs_cos_minmax")
+    same.update(maps, g)
+    assert list(same.per_sample()["conf"]) == pytest.approx([1.0, 1.0])
+    assert m.compute()["conf_norm"] == "abs_cos"
+    with pytest.raises(ValueError):
+        E.ExtendedMetric(rel, conf_norm="zscore")
+
+
+def test_top_quarter_mean_takes_ceil_quarter():
+    # SLAVC: sort(p)[-n // 4:] takes ceil(n / 4) values in Python (-6 // 4 == -2)
+    p = np.array([[0.0, 1.0, 5.0, 2.0, 4.0, 3.0]], dtype=np.float32)
+    assert E.top_quarter_mean(p)[0] == pytest.approx(4.5)
+    assert E.top_quarter_mean(np.arange(16, dtype=np.float32).reshape(1, 4, 4))[0] == pytest.approx(13.5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.booleans())
+def test_ap_graded_scores_equals_sklearn(seed, consensus):
+    rng = np.random.default_rng(seed)
+    levels = np.array([0.0, 0.5, 1.0] if consensus else [0.0, 1.0], dtype=np.float32)
+    scores = rng.choice(levels, size=(4, 30)).astype(np.float32)
+    scores[0] = 0.0  # a row with a single score level
+    labels = rng.random((4, 30)) < 0.3
+    labels[1] = False  # no positives: undefined
+    ours = ap_graded_scores(scores, labels)
+    for i in range(4):
+        if labels[i].any():
+            assert ours[i] == pytest.approx(average_precision_score(labels[i], scores[i]), abs=1e-12)
+        else:
+            assert np.isnan(ours[i])
+    # other score values go through the generic sort-based path, with the same results
+    soft = scores + np.float32(0.25)
+    np.testing.assert_allclose(ap_graded_scores(soft, labels), average_precision_rows(soft, labels))

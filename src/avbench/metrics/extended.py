@@ -134,19 +134,46 @@ def extended_metrics(conf: ArrayLike, ciou: ArrayLike, n_boxes: ArrayLike, gt_ar
     return out
 
 
+def confidence_norm(protocol: LocProtocol) -> str:
+    """The normalisation SLAVC's ``test.py`` reads the confidence from: the protocol's, minus its per-map min-max.
+
+    SLAVC takes ``conf`` from the absolute score map (``abs_cos``) and min-max normalises only the map it
+    binarises (``--relative_prediction``). A min-max normalised map spans [0, 1] whatever the audio, so its
+    top quarter says little about whether the object sounds.
+    """
+    return {"abs_cos_minmax": "abs_cos", "minmax": "none", "lvs_invneg": "none"}.get(protocol.norm, protocol.norm)
+
+
+def top_quarter_mean(p: np.ndarray) -> np.ndarray:
+    """SLAVC's confidence per row of ``p`` ``[B, ...]``: ``sort(p)[-HW // 4:].mean()``, i.e. the mean of the
+    ``ceil(HW / 4)`` largest values (Python's ``-HW // 4`` rounds towards minus infinity)."""
+    flat = np.asarray(p, dtype=np.float32).reshape(len(p), -1)
+    m = flat.shape[1]
+    if m == 0:
+        return np.full(len(flat), math.nan)
+    k = -(-m // 4)
+    top = np.partition(flat, m - k, axis=1)[:, m - k:]  # the k largest, in any order: the mean is the same
+    return top.mean(axis=1, dtype=np.float64)
+
+
 class ExtendedMetric(_Accumulator):
     """Accumulator for extended (positives + negatives) sets.
 
     ``update(maps [B, h, w], gts [B, H, W], n_boxes=None)``: negatives have an all-zero GT and ``n_boxes = 0``
     (default ``n_boxes``: 1 for a non-empty GT, else 0). ``update_scores`` takes precomputed per-sample
     confidence / cIoU / box count / GT area instead of maps.
+
+    ``protocol`` binarises the maps (cIoU); ``conf_norm`` is the normalisation of the (upsampled) map the
+    confidence is read from, default :func:`confidence_norm` of the protocol (SLAVC's choice).
     """
 
     def __init__(self, protocol: LocProtocol | str = "slavc_test_relative", ious: Sequence[float] = (0.5, 0.75),
-                 ap_impl: str = "slavc", default_conf_thr: float = 0.5) -> None:
+                 ap_impl: str = "slavc", default_conf_thr: float = 0.5, conf_norm: str | None = None) -> None:
         if ap_impl not in AP_IMPLS:
             raise ValueError(f"ap_impl must be one of {AP_IMPLS}, got {ap_impl!r}")
         self.protocol = get_protocol(protocol)
+        self.conf_norm = confidence_norm(self.protocol) if conf_norm is None else conf_norm
+        self._conf_protocol = self.protocol.replace(norm=self.conf_norm)  # validates conf_norm
         self.ious = tuple(ious)
         self.ap_impl = ap_impl
         self.default_conf_thr = default_conf_thr
@@ -157,10 +184,12 @@ class ExtendedMetric(_Accumulator):
                groups: Sequence[Any] | None = None, ids: Sequence[Any] | None = None) -> None:
         g = _gts_numpy(gts)
         p = prepare_maps(maps, g.shape[-2:], self.protocol)
-        rows = score_maps(p, g, self.protocol, compute_ap=False, want_conf=True)
+        same = self.conf_norm == self.protocol.norm
+        rows = score_maps(p, g, self.protocol, compute_ap=False, want_conf=same)
+        conf = rows["conf"] if same else top_quarter_mean(prepare_maps(maps, g.shape[-2:], self._conf_protocol))
         self.hw = int(g.shape[-2] * g.shape[-1])
         bb = (rows["gt_area"] > 0).astype(np.int64) if n_boxes is None else _vec(n_boxes)
-        self.update_scores(rows["conf"], rows["ciou"], bb, rows["gt_area"], groups, ids)
+        self.update_scores(conf, rows["ciou"], bb, rows["gt_area"], groups, ids)
 
     def update_scores(self, conf: ArrayLike, ciou: ArrayLike, n_boxes: ArrayLike, gt_area: ArrayLike,
                       groups: Sequence[Any] | None = None, ids: Sequence[Any] | None = None) -> None:
@@ -178,6 +207,7 @@ class ExtendedMetric(_Accumulator):
                                ap_impl=self.ap_impl, default_conf_thr=self.default_conf_thr, hw=self.hw)
         out["n"] = int(mask.sum())
         out["protocol"] = self.protocol.name
+        out["conf_norm"] = self.conf_norm
         return out
 
     def per_sample(self) -> pd.DataFrame:
@@ -190,5 +220,5 @@ def _vec(x: ArrayLike, dtype: Any = np.int64) -> np.ndarray:
     return np.asarray(torch.as_tensor(x).detach().cpu().numpy(), dtype=dtype).reshape(-1)
 
 
-__all__ = ["AP_IMPLS", "SUBSETS", "ExtendedMetric", "ap_slavc", "ap_voc_exact", "extended_metrics", "f1_list",
-           "pr_at", "size_bucket"]
+__all__ = ["AP_IMPLS", "SUBSETS", "ExtendedMetric", "ap_slavc", "ap_voc_exact", "confidence_norm",
+           "extended_metrics", "f1_list", "pr_at", "size_bucket", "top_quarter_mean"]

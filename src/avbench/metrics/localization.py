@@ -6,9 +6,10 @@ Pipeline per sample: raw map -> upsample to the GT size (``upsample``) -> normal
 presets in :data:`PRESETS` reproduce each codebase.
 
 Everything is vectorised over the batch. The costly part, per-sample pixel AP, needs every row sorted; one
-row sort serves both the rank-based threshold rules and the AP, and the GT label rides in the lowest bit
-of an integer sort key so no argsort/gather is needed (see :func:`_sorted_keys`). Maps are evaluated in
-float32 like the reference code does, so ties and the median pixel match the reference exactly.
+row sort serves the rank-based threshold rules, the prediction counts (a prediction is a tail of the sorted
+row) and the AP, and the GT label rides in the lowest bit of an integer sort key so no argsort/gather is
+needed (see :func:`_sorted_keys`). Maps are evaluated in float32 like the reference code does, so ties and
+the median pixel match the reference exactly.
 """
 
 from __future__ import annotations
@@ -157,13 +158,17 @@ def upsample(maps: ArrayLike, size: tuple[int, int], mode: str) -> torch.Tensor:
     return y[:, 0]
 
 
-def _minmax(p: np.ndarray) -> np.ndarray:
+def _minmax(p: np.ndarray, inplace: bool = False) -> np.ndarray:
     flat = p.reshape(p.shape[0], -1)
     lo = flat.min(axis=1).reshape(-1, *([1] * (p.ndim - 1)))
     hi = flat.max(axis=1).reshape(lo.shape)
     span = hi - lo
     flat_rows = (span == 0).reshape(-1)
-    out = p - lo
+    if inplace and not flat_rows.any():  # a flat row must keep its original values: copy then
+        out = p
+        out -= lo
+    else:
+        out = p - lo
     out /= np.where(span > 0, span, np.float32(1))  # in place: same float32 ops as (p - lo) / span
     if flat_rows.any():
         out[flat_rows] = p[flat_rows]  # a flat map is left unchanged
@@ -172,23 +177,39 @@ def _minmax(p: np.ndarray) -> np.ndarray:
 
 def normalize(maps: ArrayLike, mode: str, tau: float = 1.0) -> np.ndarray:
     """Per-sample normalisation in float32 (PROTOCOLS 4.1 step B); formulas kept literal for tie parity."""
-    p = np.ascontiguousarray(to_numpy(maps), dtype=np.float32)
+    return _normalize(np.ascontiguousarray(to_numpy(maps), dtype=np.float32), mode, tau, inplace=False)
+
+
+def _normalize(p: np.ndarray, mode: str, tau: float, inplace: bool) -> np.ndarray:
+    """:func:`normalize` on a contiguous float32 array; ``inplace`` reuses its memory (the caller owns it).
+
+    The in-place forms run the same float32 operations in the same order, so the values are identical.
+    """
     if mode == "none":
         return p
     if mode == "minmax":
-        return _minmax(p)
+        return _minmax(p, inplace)
     if mode in ("abs_cos", "abs_cos_minmax"):
-        p = (p + np.float32(1.0 / tau)) / np.float32(2.0 / tau)
-        return _minmax(p) if mode == "abs_cos_minmax" else p
+        if inplace:
+            p += np.float32(1.0 / tau)
+            p /= np.float32(2.0 / tau)
+        else:
+            p = (p + np.float32(1.0 / tau)) / np.float32(2.0 / tau)
+        return _minmax(p, inplace=True) if mode == "abs_cos_minmax" else p  # p is ours by now
     if mode == "lvs_invneg":
-        return np.float32(1) - _minmax(-p)
+        out = _minmax(np.negative(p, out=p if inplace else None), inplace=True)
+        return np.subtract(np.float32(1), out, out=out)
     raise ValueError(f"unknown norm {mode!r}")
 
 
 def prepare_maps(maps: ArrayLike, size: tuple[int, int], protocol: LocProtocol | str) -> np.ndarray:
     """Raw maps ``[B, h, w]`` -> continuous float32 maps ``[B, H, W]`` at the GT size (steps A and B)."""
     protocol = get_protocol(protocol)
-    return normalize(upsample(maps, size, protocol.upsample), protocol.norm, protocol.tau)
+    x = _as_batch(maps, 3, "maps")
+    p = np.ascontiguousarray(upsample(x, size, protocol.upsample).numpy(), dtype=np.float32)
+    # At scale 1 upsample() hands back the caller's memory; otherwise p is a fresh buffer that normalisation
+    # may overwrite (saves a full-size temporary per step).
+    return _normalize(p, protocol.norm, protocol.tau, inplace=not np.may_share_memory(p, x.numpy()))
 
 
 def _gts_numpy(gts: ArrayLike) -> np.ndarray:
@@ -207,8 +228,11 @@ def _sorted_keys(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """
     s = np.ascontiguousarray(scores, dtype=np.float32)
     lab = np.asarray(labels, dtype=bool)
-    if s.size and s.min() >= 0 and s.max() < 2:  # NaN fails both tests and takes the checked path
-        keys = s.view(np.uint32) << np.uint32(1)
+    bits = s.view(np.uint32)
+    # [+0, 2) is exactly the bit patterns below 2.0's, so one integer max usually settles it; -0.0 (sign bit
+    # set) needs the float test. NaN fails every test and takes the checked path.
+    if s.size and (bits.max() < np.uint32(0x40000000) or (s.min() >= 0 and s.max() < 2)):
+        keys = bits << np.uint32(1)
         np.bitwise_or(keys, lab, out=keys)
     else:
         if not np.isfinite(s).all():
@@ -228,40 +252,67 @@ def _decode_keys(keys: np.ndarray) -> np.ndarray:
     return (k ^ ((k >> 31) & np.int32(0x7FFFFFFF))).view(np.float32)
 
 
-def _ap_from_sorted(keys: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
+def _row_counts(mask: np.ndarray) -> np.ndarray:
+    """``count_nonzero`` per row of a 2-D boolean array.
+
+    One call per row: ``count_nonzero(axis=1)`` goes through a generic summing reduction that is ~8x slower
+    than the SIMD popcount numpy uses for a whole contiguous array.
+    """
+    return np.fromiter((np.count_nonzero(row) for row in mask), dtype=np.int64, count=len(mask))
+
+
+def _positive_positions(keys: np.ndarray) -> np.ndarray:
+    """Flat indices (ascending: row by row, ascending score) of the keys whose label bit is set."""
+    if keys.dtype == np.uint32 and keys.flags.c_contiguous:
+        # The low byte of each key holds the label bit: one uint8 cast (truncation) replaces a 4-byte
+        # ``& 1`` temporary followed by a bool cast.
+        low = keys.astype(np.uint8)
+        np.bitwise_and(low, np.uint8(1), out=low)
+        return np.flatnonzero(low.view(bool))
+    return np.flatnonzero((keys & 1).astype(bool))
+
+
+def _ap_from_sorted(keys: np.ndarray, n_pos: np.ndarray, pos: np.ndarray | None = None,
+                    consume: bool = False) -> np.ndarray:
     """sklearn-equivalent average precision per row from ascending packed keys.
 
     AP = (1/n_pos) * sum over positives of precision at the positive's score threshold, where the
     threshold admits every pixel with a score >= it (ties form one threshold, as in sklearn). For the j-th
-    positive (ascending) of its row, at column c, precision = (n_pos - j) / (M - c). Tied groups are rare,
-    so they are found sparsely and their positives re-scored at the group start. ``n_pos`` must be the
-    number of set label bits per row.
+    positive (ascending) of its row, at column c, precision = (n_pos - j) / (M - c). Tied groups are small
+    and sparse (float32 maps still have a few per row), so they are found sparsely and their positives
+    re-scored at the group start. ``n_pos`` must be the
+    number of set label bits per row; ``pos`` (optional) their :func:`_positive_positions`. With ``consume``
+    the keys are overwritten (their label bits set) instead of copied for the tie search.
     """
     n_rows, m = keys.shape
     n_pos = np.asarray(n_pos, dtype=np.int64)
     total = np.zeros(n_rows)
     if n_rows == 0 or m == 0:
         return np.full(n_rows, np.nan)
-    pos = np.flatnonzero((keys & 1).astype(bool).ravel())  # nonzero is fastest on bool
-    before_row = np.zeros(n_rows, dtype=np.int64)
-    np.cumsum(n_pos[:-1], out=before_row[1:])
+    if pos is None:
+        pos = _positive_positions(keys)
     rows = np.repeat(np.arange(n_rows), n_pos)  # positives come out row by row
-    k = np.arange(pos.size) - before_row[rows]
-    contrib = (n_pos[rows] - k) / (m - (pos - rows * m))
+    # n_pos - j == (positives up to the end of the row) - (global positive index), and M - c ==
+    # (row + 1) * M - flat index: repeats of per-row scalars instead of gathers through ``rows``.
+    ends = np.cumsum(n_pos)
+    row_ends = np.arange(1, n_rows + 1) * m
+    contrib = (np.repeat(ends, n_pos) - np.arange(pos.size)) / (np.repeat(row_ends, n_pos) - pos)
     total += np.bincount(rows, weights=contrib, minlength=n_rows)
-    # neighbours with equal scores differ at most in the label bit
-    shifted = keys >> 1
-    eq = shifted[:, 1:] == shifted[:, :-1]
+    # neighbours with equal scores differ at most in the label bit, so setting it makes ties exact equalities
+    one = keys.dtype.type(1)
+    unlabelled = np.bitwise_or(keys, one, out=keys if consume else None)
+    eq = unlabelled[:, 1:] == unlabelled[:, :-1]
     if eq.any():
+        before_row = ends - n_pos
         flat_eq = np.flatnonzero(eq)  # much faster than a 2-D nonzero
         tied = flat_eq + flat_eq // (m - 1) + 1  # flat key index of an element equal to its predecessor
         new = np.ones(tied.size, dtype=bool)
         new[1:] = tied[1:] != tied[:-1] + 1  # runs never cross rows: column 0 is never tied
         first = np.flatnonzero(new)
         starts = tied[first] - 1
-        ends = tied[np.append(first[1:] - 1, tied.size - 1)]
+        ends_run = tied[np.append(first[1:] - 1, tied.size - 1)]
         j_lo = np.searchsorted(pos, starts)
-        j_hi = np.searchsorted(pos, ends, side="right")
+        j_hi = np.searchsorted(pos, ends_run, side="right")
         q = j_hi - j_lo
         has = q > 0
         if has.any():
@@ -277,6 +328,27 @@ def _ap_from_sorted(keys: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
         return np.where(n_pos > 0, total / np.maximum(n_pos, 1), np.nan)
 
 
+def _counts_from_sorted(keys: np.ndarray, thr_keys: np.ndarray, cmp: str, pos: np.ndarray,
+                        n_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(#predicted pixels, #predicted GT pixels) per row for thresholds taken from the sorted keys themselves.
+
+    ``p >= thr`` selects the sorted tail starting at the first key of the threshold's score, ``p > thr``
+    the tail after its last one; the hits are the positives (``pos``, see :func:`_positive_positions`) in
+    that tail. Equal to counting a binarised map, without materialising it.
+    """
+    n_rows, m = keys.shape
+    base = thr_keys & ~keys.dtype.type(1)  # the threshold's score with the label bit cleared
+    cut = np.empty(n_rows, dtype=np.int64)
+    for r in range(n_rows):
+        if cmp == "ge":
+            cut[r] = np.searchsorted(keys[r], base[r], side="left")
+        else:
+            cut[r] = np.searchsorted(keys[r], base[r] | keys.dtype.type(1), side="right")
+    row_start = np.arange(n_rows, dtype=np.int64) * m
+    hits = np.cumsum(n_pos) - np.searchsorted(pos, row_start + cut, side="left")
+    return m - cut, hits
+
+
 def average_precision_rows(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """Per-row AP (== ``sklearn.metrics.average_precision_score``); NaN for rows without positives.
 
@@ -288,7 +360,7 @@ def average_precision_rows(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
     lab = lab.reshape(lab.shape[0], -1)
     if s.shape != lab.shape:
         raise ValueError(f"scores {s.shape} and labels {lab.shape} differ")
-    return _ap_from_sorted(_sorted_keys(s, lab), lab.sum(axis=1))
+    return _ap_from_sorted(_sorted_keys(s, lab), _row_counts(lab), consume=True)
 
 
 def pixel_ap(scores: ArrayLike, gts: ArrayLike) -> np.ndarray:
@@ -426,30 +498,39 @@ def _score_chunk(p: np.ndarray, g: np.ndarray, protocol: LocProtocol, compute_ap
     """All per-sample quantities for flattened rows ``p`` ``[N, M]`` (float32) and ``g`` ``[N, M]``."""
     n, m = p.shape
     pos = g > 0
-    n_gt = np.count_nonzero(pos, axis=1)
+    n_gt = _row_counts(pos)
     idx = _rule_index(protocol, n_gt, m)
     out: dict[str, np.ndarray] = {}
+    counts = None
     if compute_ap or want_conf or (idx is not None and not np.all(idx == idx[0])):
         keys = _sorted_keys(p, pos)
+        positives = _positive_positions(keys) if compute_ap or idx is not None else None
         if idx is None:
             thr = _value_thresholds(protocol, _decode_keys(keys[:, -1]))
         else:
-            thr = _decode_keys(np.take_along_axis(keys, idx[:, None], axis=1)[:, 0])
-        if compute_ap:
-            out["pixel_ap"] = _ap_from_sorted(keys, n_gt)
-        if want_conf:  # SLAVC confidence: mean of the top 25 % pixel scores (PROTOCOLS 4.5)
-            out["conf"] = _decode_keys(keys[:, m - m // 4:]).mean(axis=1, dtype=np.float64)
+            thr_keys = np.take_along_axis(keys, idx[:, None], axis=1)[:, 0]
+            thr = _decode_keys(thr_keys)
+            # rank rules: the prediction is a tail of the sorted row, so count it there
+            counts = _counts_from_sorted(keys, thr_keys, protocol.bin_cmp, positives, n_gt)
+        if want_conf:  # SLAVC confidence: mean of sort(p)[-HW // 4:], the ceil(HW / 4) top scores (4.5)
+            out["conf"] = _decode_keys(keys[:, m - -(-m // 4):]).mean(axis=1, dtype=np.float64)
+        if compute_ap:  # last use of the keys: the AP may overwrite them
+            out["pixel_ap"] = _ap_from_sorted(keys, n_gt, positives, consume=True)
     elif idx is None:
         thr = _value_thresholds(protocol, p.max(axis=1))
     else:
         thr = np.partition(p, int(idx[0]), axis=1)[:, int(idx[0])].copy()
-    pred = _binarize_rows(p, thr, protocol.bin_cmp)
     g_sum = g.sum(axis=1, dtype=np.float64)
-    n_pred = np.count_nonzero(pred, axis=1)
-    hit = np.count_nonzero(pred & pos, axis=1)
     binary = g_sum == n_gt  # {0, 1} GT: the overlap is the hit count, no float pass needed
+    if counts is None:
+        pred = _binarize_rows(p, thr, protocol.bin_cmp)
+        n_pred = _row_counts(pred)
+        hit = _row_counts(pred & pos)
+    else:
+        n_pred, hit = counts
+        pred = None if binary.all() else _binarize_rows(p, thr, protocol.bin_cmp)
     inter = hit.astype(np.float64)
-    if not binary.all():
+    if pred is not None and not binary.all():
         inter[~binary] = (pred[~binary] * g[~binary]).sum(axis=1, dtype=np.float64)
     fp = n_pred - hit
     den = g_sum + fp

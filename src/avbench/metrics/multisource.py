@@ -21,6 +21,7 @@ from avbench.metrics.localization import (
     LocProtocol,
     _Accumulator,
     _key,
+    _row_counts,
     auc,
     average_precision_rows,
     get_protocol,
@@ -33,6 +34,7 @@ from avbench.metrics.localization import (
 )
 
 PIAP_IMPLS = ("clean", "avgn_code")
+GT_LEVELS = (1.0, 0.5, 0.0)  # union maps take {0, 1}; Flickr-style consensus maps add 0.5
 
 
 def _np(x: ArrayLike, dtype: Any = np.float32) -> np.ndarray:
@@ -53,6 +55,33 @@ def piap_from_matrix(ap: np.ndarray) -> float:
     return best
 
 
+def ap_graded_scores(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
+    """Per-row AP (== sklearn ``average_precision_score``) for scores that take only GT values (:data:`GT_LEVELS`).
+
+    AVGN's code ranks pixels by the GT map, so there are at most three thresholds: one pass per level replaces
+    the sort of the generic :func:`average_precision_rows` (tens of times faster on 224x224 rows). Other score
+    values take the generic path. NaN for rows without positives.
+    """
+    s = _np(scores).reshape(len(scores), -1)
+    lab = _np(labels, bool).reshape(len(labels), -1)
+    if s.shape != lab.shape:
+        raise ValueError(f"scores {s.shape} and labels {lab.shape} differ")
+    if sum(np.count_nonzero(s == np.float32(level)) for level in GT_LEVELS) != s.size:
+        return average_precision_rows(s, lab)
+    n_pos = _row_counts(lab)
+    ap = np.zeros(len(s))
+    recall_before = np.zeros(len(s))
+    for level in GT_LEVELS:  # descending thresholds; a level absent from a row adds no recall there
+        admitted = s >= np.float32(level)
+        n = _row_counts(admitted)
+        tp = _row_counts(admitted & lab)
+        recall = tp / np.maximum(n_pos, 1)
+        precision = np.divide(tp, n, out=np.zeros(len(s)), where=n > 0)
+        ap += (recall - recall_before) * precision
+        recall_before = recall
+    return np.where(n_pos > 0, ap, np.nan)
+
+
 class MultiSourceMetric(_Accumulator):
     """Accumulator for multi-source localization.
 
@@ -63,7 +92,9 @@ class MultiSourceMetric(_Accumulator):
     ``compute()`` keys: ``n``, ``avg_class_ciou``, ``class_ciou_sr@t``, ``class_auc``, ``oracle_class_sr@t``,
     ``pairs_sr@t`` (success over all valid sample-source pairs, the AVGN-code counting),
     ``avg_agnostic_ciou``, ``agnostic_ciou_sr@t``, ``agnostic_auc``, ``cap``, ``cap_n``, ``cap_skipped``,
-    ``piap``, ``piap_n``, ``piap_skipped``, ``piap_impl``, ``protocol``.
+    ``piap``, ``piap_n``, ``piap_skipped``, ``piap_impl`` (``piap`` follows ``piap_impl``), ``piap_avgn_code``,
+    ``piap_avgn_code_n``, ``piap_avgn_code_skipped`` (the released AVGN code's variant, PROTOCOLS 4.8, always
+    computed when ``compute_ap``), ``protocol``.
     """
 
     def __init__(self, protocol: LocProtocol | str = "ezvsl_test", thresholds: Sequence[float] = (0.1, 0.3, 0.5),
@@ -111,6 +142,7 @@ class MultiSourceMetric(_Accumulator):
         cap_skipped = (v & ~nonempty).sum(1)
 
         piap = np.full(b, np.nan)
+        piap_code = np.full(b, np.nan)
         if self.compute_ap and self.piap_impl == "clean":
             # AP of every GT against every map, then the best assignment (K! is tiny).
             p_flat = p.reshape(b, k, -1)
@@ -120,14 +152,19 @@ class MultiSourceMetric(_Accumulator):
             mat = average_precision_rows(scores, labels).reshape(b, k, k)
             for i in range(b):
                 piap[i] = piap_from_matrix(mat[i][nonempty[i]])
-        elif self.compute_ap:
-            # AVGN utils.py parity: AP(y_true = median-binarised prediction, y_score = GT), no permutation.
+        if self.compute_ap:
+            # AVGN utils.py parity (always reported beside the clean PIAP, as ``piap_avgn_code``):
+            # AP(y_true = binarised prediction, y_score = GT), no permutation, mean over the sample's sources.
             thr = rule_thresholds(p, g_rows, self.protocol)
             flat = p.reshape(b * k, -1)
             pred = flat >= thr[:, None] if self.protocol.bin_cmp == "ge" else flat > thr[:, None]
-            ap_sw = average_precision_rows(g_rows.reshape(b * k, -1), pred).reshape(b, k)
-            with np.errstate(invalid="ignore"):
-                piap = np.nanmean(np.where(v, ap_sw, np.nan), axis=1)
+            ap_sw = ap_graded_scores(g_rows.reshape(b * k, -1), pred).reshape(b, k)
+            # an empty prediction leaves AP undefined (sklearn warns); such sources are left out of the mean
+            ok = v & np.isfinite(ap_sw)
+            n_ok = ok.sum(1)
+            piap_code = np.where(n_ok > 0, np.where(ok, ap_sw, 0.0).sum(1) / np.maximum(n_ok, 1), np.nan)
+            if self.piap_impl == "avgn_code":
+                piap = piap_code
 
         # Class-agnostic: one map vs the union of the source GTs.
         agn = m.amax(dim=1) if agnostic_maps is None else torch.as_tensor(agnostic_maps).float()
@@ -135,7 +172,7 @@ class MultiSourceMetric(_Accumulator):
         agn_rows = score_maps(prepare_maps(agn, size, self.protocol), union, self.protocol, compute_ap=False)
         self._append(
             {"class_ciou": class_ciou, "oracle_class_ciou": oracle, "agnostic_ciou": agn_rows["ciou"],
-             "piap": piap, "cap_skipped": cap_skipped, "n_sources": v.sum(1)},
+             "piap": piap, "piap_avgn_code": piap_code, "cap_skipped": cap_skipped, "n_sources": v.sum(1)},
             b, groups, ids,
         )
 
@@ -173,12 +210,17 @@ class MultiSourceMetric(_Accumulator):
             out["piap_n"] = int(finite.sum())
             out["piap_skipped"] = int((~finite).sum())
             out["piap_impl"] = self.piap_impl
+            code = self._column("piap_avgn_code")[mask]
+            finite = np.isfinite(code)
+            out["piap_avgn_code"] = float(code[finite].mean()) if finite.any() else math.nan
+            out["piap_avgn_code_n"] = int(finite.sum())
+            out["piap_avgn_code_skipped"] = int((~finite).sum())
         out["protocol"] = self.protocol.name
         return out
 
     def per_sample(self) -> pd.DataFrame:
-        return self._frame(("class_ciou", "oracle_class_ciou", "agnostic_ciou", "piap", "cap_skipped",
-                            "n_sources"))
+        return self._frame(("class_ciou", "oracle_class_ciou", "agnostic_ciou", "piap", "piap_avgn_code",
+                            "cap_skipped", "n_sources"))
 
 
-__all__ = ["PIAP_IMPLS", "MultiSourceMetric", "piap_from_matrix"]
+__all__ = ["GT_LEVELS", "PIAP_IMPLS", "MultiSourceMetric", "ap_graded_scores", "piap_from_matrix"]
