@@ -26,7 +26,8 @@ def split_lists(frame: pd.DataFrame) -> pd.Series:
     """Every split of each clip as a list (``splits`` column; manifests without it: ``[split]``)."""
     if "splits" not in frame.columns:
         return frame["split"].map(lambda s: [s])
-    return frame["splits"].map(lambda v: json.loads(v) if isinstance(v, str) else list(v))
+    return pd.Series([_members(v, s) for v, s in zip(frame["splits"], frame["split"], strict=True)],
+                     index=frame.index, dtype=object)
 
 
 def in_split(frame: pd.DataFrame, split: str) -> pd.Series:
