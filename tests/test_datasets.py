@@ -431,3 +431,33 @@ def test_leakage_report_stage_from_two_roots(tmp_path: Path) -> None:
     assert configured.loc["vgg", "train"] == "vgg:train [vggss_144k]" and configured.loc["vgg", "test"] == "vgg:test [vggss]"
     assert configured.loc["vgg", "clip_overlap"] == 1 and configured.loc["vgg", "train_list_mode"] == "original"
     assert md.read_text().startswith("# Train/test leakage")
+
+
+def test_kinetics_is_pretraining_only_and_reads_the_train_split(tmp_path: Path) -> None:
+    """Kinetics-400 pre-trains OneAVM (T4): its manifest is the train split only (no validation clips to download),
+    and a list whose rows are not `split=train` is refused as the training list, naming the row."""
+    md = _link_tree(tmp_path / "md", ["kinetics400/validate.csv"])
+    header = "label,youtube_id,time_start,time_end,split,is_cc\n"
+    (md / "kinetics400" / "train.csv").write_text(
+        header + "abseiling,--07WQ2iBlw,1,11,train,0\nabseiling,-0Vd2DeRuBs,30,40,train,1\n")
+    cfg = {"source": "kinetics400"}
+    assert datasets.required_metadata(cfg) == ["kinetics400/train.csv"]
+    assert datasets.manifest_splits(cfg) == ("train",)
+    frame = datasets.real_manifest("kinetics400", cfg, metadata_dir=md, n_chunks=2)
+    assert sorted(frame["clip_id"]) == ["--07WQ2iBlw_000001", "-0Vd2DeRuBs_000030"]
+    assert set(frame["split"]) == {"train"}
+    # the oneavm preset downloads the train list only
+    import yaml
+
+    preset = yaml.safe_load((REPO / "configs" / "oneavm.yaml").read_text())["datasets"]["kinetics400"]
+    assert datasets.required_metadata(preset) == ["kinetics400/train.csv"]
+    # the validation csv placed as train.csv: every row says split=validate
+    (md / "kinetics400" / "train.csv").unlink()
+    (md / "kinetics400" / "train.csv").symlink_to(META / "kinetics400" / "validate.csv")
+    with pytest.raises(ValueError, match=r"train\.csv row 2: split 'validate' in a train list"):
+        datasets.real_manifest("kinetics400", cfg, metadata_dir=md, n_chunks=2)
+    # an explicitly configured test list still works (validation clips become the test split)
+    (md / "kinetics400" / "train.csv").unlink()
+    (md / "kinetics400" / "train.csv").write_text(header + "abseiling,zzzzzzzzzz0,1,11,train,0\n")
+    both = datasets.real_manifest("kinetics400", {**cfg, "test_list": "validate"}, metadata_dir=md, n_chunks=2)
+    assert set(both["split"]) == {"train", "test"} and (both["split"] == "test").sum() == 17778

@@ -274,6 +274,9 @@ FLICKR_ALL_TESTS = tuple(FLICKR_TEST_LISTS.values()) + ("flickr/acl-ssl/flickr_t
 AVSBENCH_SUBSETS = ("s4", "ms3")
 KINETICS_LISTS = {"train": "kinetics400/train.csv", "validate": "kinetics400/validate.csv",
                   "test": "kinetics400/test.csv"}
+# Kinetics-400 is a pre-training set here (OneAVM T4): by default it has no test split, so only the train list is
+# downloaded; a test list is read only when one is configured.
+KINETICS_NO_TEST = "none"
 VGG_TEST_FILES = ("vggsound/test.csv", "vggss/vggss.json")  # what `clean` subtracts from VGGSound train lists
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -285,7 +288,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "music": {"train_list": "solo", "test_list": "avgn"},
     "avsbench": {"train_list": "s4", "test_list": "s4"},
     "flickr": {"train_list": "flickr_144k", "test_list": "slavc"},
-    "kinetics400": {"train_list": "train", "test_list": "validate"},
+    "kinetics400": {"train_list": "train", "test_list": KINETICS_NO_TEST},
 }
 
 
@@ -349,7 +352,9 @@ def required_metadata(cfg: Mapping[str, Any]) -> list[str]:
         _pick(dict.fromkeys(AVSBENCH_SUBSETS), test, "test_list", source)
         files = [f"avsbench/ssl-alignment/{test}_box.json"]
     elif source == "kinetics400":
-        files = [_pick(KINETICS_LISTS, train, "train_list", source), _pick(KINETICS_LISTS, test, "test_list", source)]
+        files = [_pick(KINETICS_LISTS, train, "train_list", source)]
+        if test != KINETICS_NO_TEST:
+            files.append(_pick(KINETICS_LISTS, test, "test_list", source))
     else:
         raise ValueError(f"not a real dataset source: {source!r} (one of {REAL_SOURCES})")
     return list(dict.fromkeys(files))
@@ -372,7 +377,8 @@ def manifest_splits(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     """Splits a real dataset's manifest has members in (the shard sets the DAG can build): ``train`` (absent for a
     ``train_from`` dataset), ``test``, and ``duet`` for MUSIC with the AVGN test list (real duet frames)."""
     splits = () if cfg.get("train_from") else ("train",)
-    splits += ("test",)
+    if not (cfg["source"] == "kinetics400" and _opt(cfg, "test_list") == KINETICS_NO_TEST):
+        splits += ("test",)
     if cfg["source"] == "music" and _opt(cfg, "test_list") == "avgn":
         splits += ("duet",)
     return splits
@@ -942,9 +948,13 @@ def _kinetics_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str,
                        ) -> pd.DataFrame:
     from avbench.sources.kinetics import read_kinetics_csv
 
-    train = read_kinetics_csv(_file(files, KINETICS_LISTS[_opt(cfg, "train_list")])).assign(split="train")
-    test = read_kinetics_csv(_file(files, KINETICS_LISTS[_opt(cfg, "test_list")])).assign(split="test")
-    train = train[~train["clip_id"].isin(set(test["clip_id"]))].drop_duplicates("clip_id")
+    train_name, test_name = _opt(cfg, "train_list"), _opt(cfg, "test_list")
+    train = read_kinetics_csv(_file(files, KINETICS_LISTS[train_name]), expect_split=train_name)
+    train = train.assign(split="train").drop_duplicates("clip_id")
+    if test_name == KINETICS_NO_TEST:  # pre-training only: the validation clips are never downloaded
+        return _finish(_youtube(train.reset_index(drop=True)), dataset, n_chunks)
+    test = read_kinetics_csv(_file(files, KINETICS_LISTS[test_name]), expect_split=test_name).assign(split="test")
+    train = train[~train["clip_id"].isin(set(test["clip_id"]))]
     return _finish(_youtube(pd.concat([train, test.drop_duplicates("clip_id")], ignore_index=True)),
                    dataset, n_chunks)
 

@@ -6,7 +6,9 @@ reference evaluators do; never resize a rasterised box map with interpolation (P
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -69,3 +71,81 @@ def mask_nearest(mask: np.ndarray, height: int = 224, width: int = 224) -> np.nd
     rows = np.minimum((np.arange(height) * src.shape[0] / height).astype(int), src.shape[0] - 1)
     cols = np.minimum((np.arange(width) * src.shape[1] / width).astype(int), src.shape[1] - 1)
     return src[np.ix_(rows, cols)].astype(np.float32)
+
+
+# --- mask files (VGGSound-Instruments pickles, AVSBench PNGs) ---------------------------------------------
+MASK_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MASK_PICKLE_SUFFIXES = (".pkl", ".pickle")
+# The globals a pickled numpy array (any numpy version) needs, and nothing else: a pickle is a program, and a
+# placed annotation archive must not be able to run code here.
+_PICKLE_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 rebuild the array's bytes with it
+}
+
+
+def _numpy_global(module: str, name: str) -> object:
+    import importlib
+
+    # numpy 2 moved numpy.core to numpy._core; pickles written by either name the one of their time
+    for candidate in (module.replace("numpy.core", "numpy._core"), module, module.replace("numpy._core", "numpy.core")):
+        try:
+            return getattr(importlib.import_module(candidate), name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"{module}.{name}")
+
+
+def load_pickled_mask(path: str | os.PathLike) -> np.ndarray:
+    """The array of a VGGSound-Instruments GT pickle (PROTOCOLS 1.5, 3.4: one ``pickle.dump``-ed binary mask per
+    ``sampleNNNN``), unpickled with only numpy's array globals allowed. A 2-D array or nested list of numbers
+    is accepted; anything else raises naming the file."""
+    import pickle
+
+    class _MaskUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> object:
+            if (module, name) not in _PICKLE_ALLOWED:
+                raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a mask pickle")
+            return _numpy_global(module, name)
+
+    try:
+        with open(path, "rb") as handle:
+            obj = _MaskUnpickler(handle, encoding="latin1").load()  # latin1: Python-2 numpy pickles
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, ImportError) as exc:
+        raise ValueError(f"mask pickle {path}: cannot read it as a pickled array ({exc})") from None
+    try:
+        arr = np.asarray(obj)
+    except (ValueError, TypeError):
+        arr = np.asarray([])
+    if arr.ndim != 2 or arr.dtype.kind not in "biuf":
+        raise ValueError(f"mask pickle {path}: expected a 2-D numeric mask, got {type(obj).__name__} "
+                         f"with shape {arr.shape} and dtype {arr.dtype}")
+    return arr
+
+
+def read_mask_file(path: str | os.PathLike, height: int = 224, width: int = 224) -> np.ndarray:
+    """A GT mask file -> binary float32 ``[height, width]`` (``> 0``, nearest-neighbour resize only).
+
+    Pickles (``.pkl``, VGGSound-Instruments) via :func:`load_pickled_mask`; images (``.png``, AVSBench: S4 mode
+    '1', MS3 mode 'P'; any non-zero channel of an RGB export is foreground) via PIL.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in MASK_PICKLE_SUFFIXES:
+        arr = load_pickled_mask(path)
+    elif suffix in MASK_IMAGE_SUFFIXES:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                arr = np.asarray(img)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ValueError(f"mask image {path}: cannot read it ({exc})") from None
+        if arr.ndim == 3:
+            arr = arr.max(axis=2)
+    else:
+        raise ValueError(f"mask file {path}: unknown mask format {suffix!r} "
+                         f"(expected one of {MASK_PICKLE_SUFFIXES + MASK_IMAGE_SUFFIXES})")
+    return mask_nearest(arr, height, width)

@@ -192,15 +192,25 @@ def train(*, train: str, knn: str, model: str, train_log: str, method_cfg: dict,
 
 
 def evaluate(*, summary: str, per_sample: str, eval_cfg: dict, method_cfg: dict, seed: int, threads: int,
-             wildcards: dict, **inputs: Any) -> None:
+             wildcards: dict, eval_options: dict | None = None, **inputs: Any) -> None:
     from avbench.evaluate import evaluate_method
 
+    options = {"mask_gt": None, "train_dataset": None, "extended": "seeded", **(eval_options or {})}
+    if options["mask_gt"] and not inputs.get("ingest"):
+        raise ValueError(f"evaluate {wildcards['dataset']}: mask GT ({options['mask_gt']}) needs the placed "
+                         "dataset's ingest table as input 'ingest'")
+    if options["extended"] == "official" and not inputs.get("extended_list"):
+        raise ValueError(f"evaluate {wildcards['dataset']}: the official extended set needs input 'extended_list'")
     evaluate_method(
         wildcards["method"], method_cfg, test_shards=Path(inputs["test"]), model_path=inputs.get("model"),
         duet_shards=inputs.get("duet"), mixtures=inputs.get("mixtures") or [], eval_cfg=eval_cfg, seed=seed,
         threads=threads, summary_path=Path(summary), per_sample_path=Path(per_sample),
         dataset=wildcards["dataset"],
+        # SynthAV's AVSBench-style tree: <root>/Single-source/s4_meta_data.csv
         avsbench_root=str(Path(inputs["s4_meta"]).parents[1]) if inputs.get("s4_meta") else None,
+        ingest=inputs.get("ingest"), mask_gt=options["mask_gt"],
+        train_manifest=inputs.get("train_manifest"), train_dataset=options["train_dataset"],
+        extended=options["extended"], extended_list=inputs.get("extended_list"),
     )
 
 

@@ -120,6 +120,39 @@ class WorkflowPaths:
         """Shards of real two-source clips (SynthAV duets, AVGN MUSIC-Duet frames), when the dataset has them."""
         return self.shard_dir(dataset, "duet") if "duet" in self.shard_splits(dataset) else None
 
+    # placed sources whose GT is a mask file per item, and what the mask is scored as (PROTOCOLS 3.4, 3.5)
+    MASK_GT = {"avsbench": "segmentation", "vggsound_instruments": "localization"}
+    # SLAVC's official extended lists (PROTOCOLS 1.9, 4.5) per source whose test clips they pair up
+    EXTENDED_LISTS = {"vggss": "vggss_extended/vggss_test_plus_silent.csv",
+                      "flickr": "flickr_extended/flickr_test_plus_silent.csv"}
+
+    def eval_options(self, dataset: str) -> dict[str, Any]:
+        """What an evaluation job of ``dataset`` does beyond the test shards (rule ``evaluate`` params):
+        ``mask_gt`` (placed mask GT: ``segmentation`` for AVSBench, ``localization`` for VGGSound-Instruments),
+        ``train_dataset`` (``train_from``: class indices are mapped by name), ``extended`` (``seeded``
+        mismatched-audio negatives on SynthAV, the ``official`` SLAVC list where one exists, else ``positives``)."""
+        source = self.source(dataset)
+        if source == "synthav":
+            return {"mask_gt": None, "train_dataset": None, "extended": "seeded"}
+        train = self.train_source(dataset)
+        return {"mask_gt": self.MASK_GT.get(source), "train_dataset": train if train != dataset else None,
+                "extended": "official" if source in self.EXTENDED_LISTS else "positives"}
+
+    def eval_extra_inputs(self, dataset: str) -> dict[str, Any]:
+        """Inputs of rule ``evaluate`` that :meth:`eval_options` needs: the placed dataset's ingest table (its mask
+        files), the training dataset's manifest (its class vocabulary) and the official extended list."""
+        if not self.is_real(dataset):
+            return {}
+        options = self.eval_options(dataset)
+        inputs: dict[str, Any] = {}
+        if options["mask_gt"]:
+            inputs["ingest"] = self.placed_ingest(dataset)
+        if options["train_dataset"]:
+            inputs["train_manifest"] = self.manifest(options["train_dataset"])
+        if options["extended"] == "official":
+            inputs["extended_list"] = self.metadata_path(self.EXTENDED_LISTS[self.source(dataset)])
+        return inputs
+
     def eval_summary(self, dataset: str, method: str) -> str:
         return f"{self.root}/eval/{dataset}/{method}/summary.json"
 

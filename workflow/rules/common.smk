@@ -60,4 +60,6 @@ def eval_inputs(wildcards):
         inputs["mixtures"] = pairs
     if paths.source(wildcards.dataset) == "synthav":
         inputs["s4_meta"] = f"{paths.synthav_dir(wildcards.dataset)}/metadata/avsbench/Single-source/s4_meta_data.csv"
+    # real datasets: placed mask GT (ingest table), train_from class vocabulary, official extended list
+    inputs.update(paths.eval_extra_inputs(wildcards.dataset))
     return inputs

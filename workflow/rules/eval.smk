@@ -11,6 +11,7 @@ rule evaluate:
         eval_cfg=config["eval"],
         method_cfg=lambda w: config.get("methods", {}).get(w.method, {}),
         seed=config["seed"],
+        eval_options=lambda w: paths.eval_options(w.dataset),
     threads: config["threads"]
     log:
         f"{R}/logs/eval/{{dataset}}/{{method}}.log",

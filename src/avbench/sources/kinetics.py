@@ -12,12 +12,20 @@ from avbench.sources._io import PathLike, read_rows, row_error
 REQUIRED = ("label", "youtube_id", "time_start", "time_end", "split")
 
 
-def read_kinetics_csv(path: PathLike) -> pd.DataFrame:
+# The split column's spellings of each official list (tarball: ``validate``; CVDF: ``val``).
+SPLIT_NAMES = {"train": ("train",), "validate": ("validate", "val"), "test": ("test",)}
+
+
+def read_kinetics_csv(path: PathLike, expect_split: str | None = None) -> pd.DataFrame:
     """Columns: ``clip_id`` (``<ytid>_<time_start:06d>``), ``ytid, start_s, end_s, label, split``.
 
     Columns are located by header name, so both official layouts read the same. ``end_s`` is taken from the
-    file (not assumed to be ``start + 10``).
+    file (not assumed to be ``start + 10``). ``expect_split`` (``train | validate | test``): every row's split
+    column must name that list (:data:`SPLIT_NAMES`), so a validation file placed as ``train.csv`` fails here
+    instead of being downloaded as training data.
     """
+    if expect_split is not None and expect_split not in SPLIT_NAMES:
+        raise ValueError(f"expect_split must be one of {sorted(SPLIT_NAMES)}, got {expect_split!r}")
     rows = read_rows(path)
     if not rows:
         raise row_error(path, None, "empty file")
@@ -30,6 +38,9 @@ def read_kinetics_csv(path: PathLike) -> pd.DataFrame:
     for n, fields in rows[1:]:
         if len(fields) != len(header):
             raise row_error(path, n, f"expected {len(header)} fields, got {len(fields)}: {fields}")
+        if expect_split is not None and fields[col["split"]] not in SPLIT_NAMES[expect_split]:
+            raise row_error(path, n, f"split {fields[col['split']]!r} in a {expect_split} list "
+                                     f"(expected {' or '.join(SPLIT_NAMES[expect_split])})")
         ytid = fields[col["youtube_id"]]
         if not YTID_RE.match(ytid):
             raise row_error(path, n, f"not a YouTube id: {ytid!r}")

@@ -202,3 +202,14 @@ def read_plus_silent(path: PathLike, id_kind: str = "clip") -> pd.DataFrame:
 def read_vggss_plus_silent(path: PathLike) -> pd.DataFrame:
     """Extended VGG-SS negatives; see :func:`read_plus_silent`."""
     return read_plus_silent(path, id_kind="clip")
+
+
+def read_extended_list(path: PathLike) -> pd.DataFrame:
+    """An official SLAVC extended list of either dataset (PROTOCOLS 1.9, 4.5): Extended VGG-SS
+    (``vggss_test_plus_silent.csv``, clip ids) or Extended Flickr (``flickr_test_plus_silent.csv``, numeric
+    Flickr ids), told apart by the first row's video id. Columns as :func:`read_plus_silent`."""
+    rows = read_rows(path, header=["video", "audio", "label"])
+    if not rows:
+        raise row_error(path, None, "no rows after the header")
+    first = rows[0][1][0].strip() if rows[0][1] else ""
+    return read_plus_silent(path, id_kind="flickr" if first.isdigit() else "clip")
