@@ -112,14 +112,17 @@ def leakage_report(*, metadata: list[str], csv: str, md: str, workdir: str, mani
 
 
 # --- media -----------------------------------------------------------------------------------------------
-def download(*, manifest: str, status: str, media_dir: str, sections: bool, options: dict,
-             wildcards: dict, **_: Any) -> None:
+def download(*, manifest: str, status: str, store_dir: str, sections: bool, options: dict, wildcards: dict,
+             legacy_dir: str | None = None, **_: Any) -> None:
+    """``store_dir`` is the media store shared by every dataset (a clip listed by several is fetched once);
+    ``legacy_dir`` the dataset's own cache from before the store, adopted instead of fetched again."""
     from avbench.media.download import DownloadOptions, download_chunk
 
-    download_chunk(manifest, int(wildcards["chunk"]), Path(media_dir), status, sections=sections,
-                   options=DownloadOptions.from_config(options))
+    download_chunk(manifest, int(wildcards["chunk"]), Path(store_dir), status, sections=sections,
+                   options=DownloadOptions.from_config(options), legacy_dir=legacy_dir)
     rows = pd.read_parquet(status)
-    log.info("download chunk %s: %s", wildcards["chunk"], rows["status"].value_counts().to_dict())
+    log.info("download chunk %s: %s, %d reused from the store", wildcards["chunk"],
+             rows["status"].value_counts().to_dict(), int(rows["reused"].sum()))
 
 
 def slice_clips(*, manifest: str, download: str, status: str, clips_dir: str, options: dict, threads: int,

@@ -43,6 +43,15 @@ class WorkflowPaths:
     def download_status(self, dataset: str, chunk: str) -> str:
         return f"{self.root}/status/{dataset}/download/chunk{chunk}.parquet"
 
+    def media_store(self) -> str:
+        """The download cache shared by every dataset key (avbench.media.download): a clip that several datasets
+        list is fetched once. Not a declared output, so no two rules write it as one."""
+        return f"{self.root}/media_store"
+
+    def legacy_media_dir(self, dataset: str) -> str:
+        """The per-dataset download cache that preceded :meth:`media_store` (adopted, never written)."""
+        return f"{self.root}/media/{dataset}/raw"
+
     def slice_status(self, dataset: str, chunk: str) -> str:
         return f"{self.root}/status/{dataset}/slice/chunk{chunk}.parquet"
 

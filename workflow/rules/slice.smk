@@ -1,4 +1,6 @@
 # One ffmpeg pass per clip (wav + centre frame + frames), one job per chunk; failures are status rows.
+# Sources are read from the shared media store through the `path` column of the dataset's download status;
+# the sliced clips are per dataset (media/<dataset>/clips).
 
 
 rule slice:
