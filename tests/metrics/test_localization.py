@@ -176,6 +176,46 @@ def test_pixel_ap_equals_sklearn(seed, m, levels, quantise, negative):
             assert np.isnan(ours[i])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 300),
+       st.sampled_from(["random", "low", "middle", "one", "equal", "zeros"]))
+def test_radix_sort_rows_equals_np_sort(seed, m, kind):
+    """The compiled LSD radix sort behind :func:`L._sorted_keys` (uint32 keys < 2**31), with 4, 3, 2, 1 and 0
+    executed byte passes (a byte that is constant over a row is skipped)."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 2**31, (4, m), dtype=np.uint32)
+    if kind == "low":  # constant low byte: 3 of the 4 byte passes run
+        keys &= np.uint32(0xFFFFFF00)
+    elif kind == "middle":  # constant top and low bytes: 2 passes run
+        keys &= np.uint32(0xFFFF00)
+    elif kind == "one":  # a single varying byte: 1 pass runs
+        keys &= np.uint32(0xFF00)
+    elif kind == "equal":
+        keys[:] = keys[:, :1] if m else keys
+    elif kind == "zeros":
+        keys[:] = 0
+    ours = L._radix_sort_rows(keys)
+    assert ours.dtype == np.uint32 and ours.flags.c_contiguous
+    np.testing.assert_array_equal(ours, np.sort(keys, axis=1))
+    assert L._radix_sort_rows.signatures  # the compiled (numba) path ran, not a Python fallback
+
+
+def test_sorted_keys_signed_zero_and_fallback():
+    s = np.array([[0.5, -0.0, 0.0, 1.5, 0.25], [1.0, 0.0, 0.75, 0.5, 0.125]], dtype=np.float32)
+    lab = np.array([[1, 0, 1, 0, 1], [0, 1, 0, 1, 0]], dtype=bool)
+    keys = L._sorted_keys(s, lab)
+    assert keys.dtype == np.uint32  # [0, 2) incl. -0.0: the radix path
+    expected = np.sort(((s + np.float32(0)).view(np.uint32) << np.uint32(1)) | lab, axis=1)  # -0.0 ties +0.0
+    np.testing.assert_array_equal(keys, expected)
+    np.testing.assert_array_equal(L._decode_keys(keys), np.sort(np.abs(s), axis=1))
+    wide = L._sorted_keys(s * 3 - 1, lab)  # outside [0, 2): int64 keys, numpy sort
+    assert wide.dtype == np.int64
+    np.testing.assert_array_equal(L._decode_keys(wide), np.sort(s * 3 - 1, axis=1))
+    np.testing.assert_array_equal(wide & 1, keys & 1)  # same order, so the labels ride along identically
+    with pytest.raises(ValueError, match="NaN"):
+        L._sorted_keys(np.where(lab, np.float32(np.nan), s), lab)
+
+
 def test_oracle_hand():
     g = np.zeros((3, 8, 8), dtype=np.float32)
     g[0, :2, :4] = 1  # area 8, g = 1/8 -> median ceiling 2g = 0.25

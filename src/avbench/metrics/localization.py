@@ -8,8 +8,10 @@ presets in :data:`PRESETS` reproduce each codebase.
 Everything is vectorised over the batch. The costly part, per-sample pixel AP, needs every row sorted; one
 row sort serves the rank-based threshold rules, the prediction counts (a prediction is a tail of the sorted
 row) and the AP, and the GT label rides in the lowest bit of an integer sort key so no argsort/gather is
-needed (see :func:`_sorted_keys`). Maps are evaluated in float32 like the reference code does, so ties and
-the median pixel match the reference exactly.
+needed (see :func:`_sorted_keys`). The row sort (an LSD radix sort, :func:`_radix_sort_rows`) and the sweep
+over the sorted rows (AP and tail counts, :func:`_sorted_row_stats`) are compiled with numba and release the
+GIL, so row chunks run in parallel threads. Maps are evaluated in float32 like the reference code does, so ties
+and the median pixel match the reference exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 import torch
@@ -218,30 +221,111 @@ def _gts_numpy(gts: ArrayLike) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- sorting primitives
 def _sorted_keys(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Row-wise ascending sort of the scores with the binary label carried in the lowest key bit.
+    """Row-wise ascending sort of the scores ``[N, M]`` with the binary label carried in the lowest key bit.
 
     float32 bits are mapped to an order-preserving integer; ``(key << 1) | label`` sorts by score first, and
     within a group of tied scores the order is irrelevant to AP and to order statistics. Maps in [0, 2) (every
-    normalised map) have bit patterns < 2**30, so the packed key fits uint32, which numpy sorts ~3x faster
-    than int64 (``-0.0`` has only the sign bit set, which the shift drops, so it ties with ``+0.0``); other
-    ranges fall back to int64 keys.
+    normalised map) have bit patterns < 2**30, so the packed key fits uint32 and is built and radix-sorted in
+    compiled code (:func:`_pack_sort_rows`; ``-0.0`` has only the sign bit set, which the shift drops, so it
+    ties with ``+0.0``); other ranges fall back to signed int64 keys and numpy's sort.
     """
     s = np.ascontiguousarray(scores, dtype=np.float32)
-    lab = np.asarray(labels, dtype=bool)
-    bits = s.view(np.uint32)
-    # [+0, 2) is exactly the bit patterns below 2.0's, so one integer max usually settles it; -0.0 (sign bit
-    # set) needs the float test. NaN fails every test and takes the checked path.
-    if s.size and (bits.max() < np.uint32(0x40000000) or (s.min() >= 0 and s.max() < 2)):
-        keys = bits << np.uint32(1)
-        np.bitwise_or(keys, lab, out=keys)
-    else:
-        if not np.isfinite(s).all():
-            raise ValueError("maps contain NaN or inf")
-        i32 = (s + np.float32(0.0)).view(np.int32)  # -0.0 -> +0.0 so they tie
-        ordered = i32 ^ ((i32 >> 31) & np.int32(0x7FFFFFFF))  # flip magnitude bits of negatives
-        keys = (ordered.astype(np.int64) << 1) | lab
+    lab = np.ascontiguousarray(np.broadcast_to(np.asarray(labels, dtype=bool), s.shape))
+    if s.ndim == 2 and s.size:
+        keys, ok = _pack_sort_rows(s.view(np.uint32), lab)
+        if ok:
+            return keys
+    if not np.isfinite(s).all():
+        raise ValueError("maps contain NaN or inf")
+    i32 = (s + np.float32(0.0)).view(np.int32)  # -0.0 -> +0.0 so they tie
+    ordered = i32 ^ ((i32 >> 31) & np.int32(0x7FFFFFFF))  # flip magnitude bits of negatives
+    keys = (ordered.astype(np.int64) << 1) | lab
     keys.sort(axis=1)
     return keys
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_finish_row(row: np.ndarray, tmp: np.ndarray, hist: np.ndarray) -> None:
+    """Sort one row of uint32 keys in place given its byte histograms ``hist`` ``[4, 256]``: LSD radix sort,
+    one scatter pass per byte (256 buckets keep the scatter targets in L1); a byte that is the same over the
+    whole row is skipped."""
+    m = row.shape[0]
+    n_exec = 0
+    for p in range(4):  # counts -> exclusive prefix sums (bucket starts)
+        acc = 0
+        constant = False
+        for d in range(256):
+            c = hist[p, d]
+            constant |= c == m
+            hist[p, d] = acc
+            acc += c
+        if constant:
+            hist[p, 0] = -1  # marks a skipped pass
+        else:
+            n_exec += 1
+    src, dst = row, tmp
+    if n_exec % 2 == 1:  # passes alternate buffers: start from tmp so the last one writes row
+        tmp[:] = row
+        src, dst = tmp, row
+    for p in range(4):
+        if hist[p, 0] < 0:
+            continue
+        shift = 8 * p
+        for i in range(m):
+            k = src[i]
+            dgt = (k >> shift) & 255
+            dst[hist[p, dgt]] = k
+            hist[p, dgt] += 1
+        src, dst = dst, src
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_sort_rows(keys: np.ndarray) -> np.ndarray:
+    """Row-wise ascending sort of uint32 keys ``[N, M]`` (see :func:`_radix_finish_row`)."""
+    n, m = keys.shape
+    out = keys.copy()
+    tmp = np.empty(m, dtype=np.uint32)
+    hist = np.zeros((4, 256), dtype=np.int64)
+    for r in range(n):
+        row = out[r]
+        hist[:] = 0
+        for i in range(m):
+            k = row[i]
+            hist[0, k & 255] += 1
+            hist[1, (k >> 8) & 255] += 1
+            hist[2, (k >> 16) & 255] += 1
+            hist[3, k >> 24] += 1
+        _radix_finish_row(row, tmp, hist)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _pack_sort_rows(bits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Packed keys ``(bits << 1) | label`` of float32 scores in [+-0, 2) (``bits``: their uint32 view), sorted
+    per row (:func:`_radix_finish_row`); building the keys and the byte histograms is one pass. -0.0 becomes
+    +0.0 (they tie). Returns ``(keys, False)`` as soon as a score lies outside [+-0, 2) (negative, >= 2,
+    NaN, inf): the caller then uses signed int64 keys."""
+    n, m = bits.shape
+    out = np.empty((n, m), dtype=np.uint32)
+    tmp = np.empty(m, dtype=np.uint32)
+    hist = np.zeros((4, 256), dtype=np.int64)
+    for r in range(n):
+        row = out[r]
+        hist[:] = 0
+        for i in range(m):
+            b = np.int64(bits[r, i])
+            if b >= 0x40000000:  # 2.0's bit pattern: every score in [+0, 2) is below it
+                if b != 0x80000000:  # only -0.0 may pass
+                    return out, False
+                b = 0
+            k = np.uint32((b << 1) | np.int64(labels[r, i]))
+            row[i] = k
+            hist[0, k & 255] += 1
+            hist[1, (k >> 8) & 255] += 1
+            hist[2, (k >> 16) & 255] += 1
+            hist[3, k >> 24] += 1
+        _radix_finish_row(row, tmp, hist)
+    return out, True
 
 
 def _decode_keys(keys: np.ndarray) -> np.ndarray:
@@ -261,92 +345,60 @@ def _row_counts(mask: np.ndarray) -> np.ndarray:
     return np.fromiter((np.count_nonzero(row) for row in mask), dtype=np.int64, count=len(mask))
 
 
-def _positive_positions(keys: np.ndarray) -> np.ndarray:
-    """Flat indices (ascending: row by row, ascending score) of the keys whose label bit is set."""
-    if keys.dtype == np.uint32 and keys.flags.c_contiguous:
-        # The low byte of each key holds the label bit: one uint8 cast (truncation) replaces a 4-byte
-        # ``& 1`` temporary followed by a bool cast.
-        low = keys.astype(np.uint8)
-        np.bitwise_and(low, np.uint8(1), out=low)
-        return np.flatnonzero(low.view(bool))
-    return np.flatnonzero((keys & 1).astype(bool))
+@numba.njit(cache=True, nogil=True)
+def _sorted_row_stats(keys: np.ndarray, n_pos: np.ndarray, thr_keys: np.ndarray, ge: bool,
+                      want_ap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ascending packed keys (:func:`_sorted_keys`): sklearn-equivalent average precision, and
+    (when ``thr_keys`` has one key per row) the predicted-pixel and hit counts of the threshold's tail.
 
-
-def _ap_from_sorted(keys: np.ndarray, n_pos: np.ndarray, pos: np.ndarray | None = None,
-                    consume: bool = False) -> np.ndarray:
-    """sklearn-equivalent average precision per row from ascending packed keys.
-
-    AP = (1/n_pos) * sum over positives of precision at the positive's score threshold, where the
-    threshold admits every pixel with a score >= it (ties form one threshold, as in sklearn). For the j-th
-    positive (ascending) of its row, at column c, precision = (n_pos - j) / (M - c). Tied groups are small
-    and sparse (float32 maps still have a few per row), so they are found sparsely and their positives
-    re-scored at the group start. ``n_pos`` must be the
-    number of set label bits per row; ``pos`` (optional) their :func:`_positive_positions`. With ``consume``
-    the keys are overwritten (their label bits set) instead of copied for the tie search.
+    AP = (1/n_pos) * sum over positives of the precision at the positive's score threshold, where the
+    threshold admits every pixel with a score >= it (tied scores form one threshold, as in sklearn): a group
+    of equal scores starting at column c holding q positives, with k positives before it, adds
+    q (n_pos - k) / (M - c). ``p >= thr`` selects the sorted tail starting at the first key of the
+    threshold's score, ``p > thr`` the tail after its last one; the hits are the label bits in that tail
+    (equal to counting a binarised map). ``n_pos`` must be the number of set label bits per row.
     """
-    n_rows, m = keys.shape
-    n_pos = np.asarray(n_pos, dtype=np.int64)
-    total = np.zeros(n_rows)
-    if n_rows == 0 or m == 0:
-        return np.full(n_rows, np.nan)
-    if pos is None:
-        pos = _positive_positions(keys)
-    rows = np.repeat(np.arange(n_rows), n_pos)  # positives come out row by row
-    # n_pos - j == (positives up to the end of the row) - (global positive index), and M - c ==
-    # (row + 1) * M - flat index: repeats of per-row scalars instead of gathers through ``rows``.
-    ends = np.cumsum(n_pos)
-    row_ends = np.arange(1, n_rows + 1) * m
-    contrib = (np.repeat(ends, n_pos) - np.arange(pos.size)) / (np.repeat(row_ends, n_pos) - pos)
-    total += np.bincount(rows, weights=contrib, minlength=n_rows)
-    # neighbours with equal scores differ at most in the label bit, so setting it makes ties exact equalities
-    one = keys.dtype.type(1)
-    unlabelled = np.bitwise_or(keys, one, out=keys if consume else None)
-    eq = unlabelled[:, 1:] == unlabelled[:, :-1]
-    if eq.any():
-        before_row = ends - n_pos
-        flat_eq = np.flatnonzero(eq)  # much faster than a 2-D nonzero
-        tied = flat_eq + flat_eq // (m - 1) + 1  # flat key index of an element equal to its predecessor
-        new = np.ones(tied.size, dtype=bool)
-        new[1:] = tied[1:] != tied[:-1] + 1  # runs never cross rows: column 0 is never tied
-        first = np.flatnonzero(new)
-        starts = tied[first] - 1
-        ends_run = tied[np.append(first[1:] - 1, tied.size - 1)]
-        j_lo = np.searchsorted(pos, starts)
-        j_hi = np.searchsorted(pos, ends_run, side="right")
-        q = j_hi - j_lo
-        has = q > 0
-        if has.any():
-            starts, j_lo, j_hi, q = starts[has], j_lo[has], j_hi[has], q[has]
-            member = np.repeat(np.arange(q.size), q)
-            j = np.arange(q.sum()) - np.repeat(np.cumsum(q) - q, q) + np.repeat(j_lo, q)
-            naive = np.bincount(member, weights=contrib[j], minlength=q.size)
-            s_rows = starts // m
-            k0 = j_lo - before_row[s_rows]
-            exact = q * (n_pos[s_rows] - k0) / (m - (starts - s_rows * m))
-            total += np.bincount(s_rows, weights=exact - naive, minlength=n_rows)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n_pos > 0, total / np.maximum(n_pos, 1), np.nan)
-
-
-def _counts_from_sorted(keys: np.ndarray, thr_keys: np.ndarray, cmp: str, pos: np.ndarray,
-                        n_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(#predicted pixels, #predicted GT pixels) per row for thresholds taken from the sorted keys themselves.
-
-    ``p >= thr`` selects the sorted tail starting at the first key of the threshold's score, ``p > thr``
-    the tail after its last one; the hits are the positives (``pos``, see :func:`_positive_positions`) in
-    that tail. Equal to counting a binarised map, without materialising it.
-    """
-    n_rows, m = keys.shape
-    base = thr_keys & ~keys.dtype.type(1)  # the threshold's score with the label bit cleared
-    cut = np.empty(n_rows, dtype=np.int64)
-    for r in range(n_rows):
-        if cmp == "ge":
-            cut[r] = np.searchsorted(keys[r], base[r], side="left")
-        else:
-            cut[r] = np.searchsorted(keys[r], base[r] | keys.dtype.type(1), side="right")
-    row_start = np.arange(n_rows, dtype=np.int64) * m
-    hits = np.cumsum(n_pos) - np.searchsorted(pos, row_start + cut, side="left")
-    return m - cut, hits
+    n, m = keys.shape
+    ap = np.full(n, np.nan)
+    n_pred = np.zeros(n, dtype=np.int64)
+    hits = np.zeros(n, dtype=np.int64)
+    with_counts = thr_keys.shape[0] == n
+    for r in range(n):
+        row = keys[r]
+        if with_counts:
+            base = np.int64(thr_keys[r]) & ~np.int64(1)  # the threshold's score with the label bit cleared
+            target = base if ge else base | 1
+            lo, hi = 0, m  # first index with key >= base (ge) / key > base | 1 (gt)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                k = np.int64(row[mid])
+                if k < target or (not ge and k == target):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            h = 0
+            for i in range(lo, m):
+                h += np.int64(row[i]) & 1
+            n_pred[r] = m - lo
+            hits[r] = h
+        if want_ap and n_pos[r] > 0:
+            n_p = n_pos[r]
+            total = 0.0
+            seen = 0  # positives so far
+            before = 0  # positives before the current group of equal scores
+            start = 0  # column where that group starts
+            prev = np.int64(-1)
+            for i in range(m):
+                k = np.int64(row[i])
+                if (k | 1) != prev:
+                    prev = k | 1
+                    start = i
+                    before = seen
+                if k & 1:
+                    total += (n_p - before) / (m - start)
+                    seen += 1
+            ap[r] = total / n_p
+    return ap, n_pred, hits
 
 
 def average_precision_rows(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
@@ -360,7 +412,8 @@ def average_precision_rows(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
     lab = lab.reshape(lab.shape[0], -1)
     if s.shape != lab.shape:
         raise ValueError(f"scores {s.shape} and labels {lab.shape} differ")
-    return _ap_from_sorted(_sorted_keys(s, lab), _row_counts(lab), consume=True)
+    keys = _sorted_keys(s, lab)
+    return _sorted_row_stats(keys, _row_counts(lab), np.zeros(0, keys.dtype), True, True)[0]
 
 
 def pixel_ap(scores: ArrayLike, gts: ArrayLike) -> np.ndarray:
@@ -504,18 +557,19 @@ def _score_chunk(p: np.ndarray, g: np.ndarray, protocol: LocProtocol, compute_ap
     counts = None
     if compute_ap or want_conf or (idx is not None and not np.all(idx == idx[0])):
         keys = _sorted_keys(p, pos)
-        positives = _positive_positions(keys) if compute_ap or idx is not None else None
         if idx is None:
             thr = _value_thresholds(protocol, _decode_keys(keys[:, -1]))
+            thr_keys = np.zeros(0, keys.dtype)  # no tail counts: value rules binarise below
         else:
             thr_keys = np.take_along_axis(keys, idx[:, None], axis=1)[:, 0]
             thr = _decode_keys(thr_keys)
-            # rank rules: the prediction is a tail of the sorted row, so count it there
-            counts = _counts_from_sorted(keys, thr_keys, protocol.bin_cmp, positives, n_gt)
+        ap, n_pred_k, hit_k = _sorted_row_stats(keys, n_gt, thr_keys, protocol.bin_cmp == "ge", compute_ap)
+        if idx is not None:  # rank rules: the prediction is a tail of the sorted row, so count it there
+            counts = n_pred_k, hit_k
         if want_conf:  # SLAVC confidence: mean of sort(p)[-HW // 4:], the ceil(HW / 4) top scores (4.5)
             out["conf"] = _decode_keys(keys[:, m - -(-m // 4):]).mean(axis=1, dtype=np.float64)
-        if compute_ap:  # last use of the keys: the AP may overwrite them
-            out["pixel_ap"] = _ap_from_sorted(keys, n_gt, positives, consume=True)
+        if compute_ap:
+            out["pixel_ap"] = ap
     elif idx is None:
         thr = _value_thresholds(protocol, p.max(axis=1))
     else:
