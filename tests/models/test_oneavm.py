@@ -91,7 +91,7 @@ def test_gradients_reach_encoders_and_heads() -> None:
         grads = [p.grad for p in getattr(model, name).parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads), name
         assert any(g.abs().sum() > 0 for g in grads), name
-    groups = model.param_groups(1e-3)  # cpu preset: the decoder at 3x lr
+    groups = _model(sep_lr_mult=3.0).param_groups(1e-3)  # the decoder (and its condition norm) at 3x lr
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert [g["lr"] for g in groups] == pytest.approx([1e-3, 3e-3])
 
@@ -129,9 +129,9 @@ def test_interfaces_and_side_by_side() -> None:
     batch = _batch(b=2, size=112)
     img, spec = batch["image"], batch["spec"]
     maps = model.localize(img, spec)
-    assert maps.shape == (2, 7, 7) and maps.abs().max() <= 1 + 1e-5
+    assert maps.shape == (2, 14, 14) and maps.abs().max() <= 1 + 1e-5
     canvas = torch.cat([img, img.flip(0)], dim=-1)  # 1x2 side-by-side 112x224
-    assert model.localize(canvas, spec).shape == (2, 7, 14)
+    assert model.localize(canvas, spec).shape == (2, 14, 28)  # stride 8
     v, a = model.embed(img, spec)
     assert v.shape == a.shape == (2, 16)
     torch.testing.assert_close(v.norm(dim=1), torch.ones(2))
@@ -171,3 +171,33 @@ def test_train_loop_cpu_preset(tmp_path: Path) -> None:
     summary = train("oneavm", {}, _Clips(), tmp_path, preset="cpu", epochs=1, batch_size=8, lr=1e-3, threads=1,
                     device="cpu")
     assert math.isfinite(summary["loss"]) and Path(summary["final"]).exists()
+
+
+def test_localized_condition_is_the_trunk_feature_where_the_mixture_localizes() -> None:
+    model = _model(sep_condition="localized", tau=1e-6).eval()  # tiny tau: the softmax map is one-hot
+    b = _batch()
+    with torch.no_grad():
+        vmap = model.visual(b["image"])
+        afeat = model._audio_feat(b["spec"])
+        got = model.visual_condition(vmap, afeat)
+        h = model._heads(vmap, afeat)
+        where = torch.einsum("ndhw,nd->nhw", h["v_loc"], h["a_loc"]).flatten(1).argmax(1)
+    expected = vmap.flatten(2)[torch.arange(len(where)), :, where]
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, vmap.amax(dim=(-2, -1)))  # not the max-pooled map of the "max" condition
+    with pytest.raises(ValueError, match="sep_condition"):
+        _model(sep_condition="mean")
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_sep_detach_stops_mas_gradients_at_the_condition(detach: bool) -> None:
+    model = _model(use_cl=False, use_mva=False, sep_detach=detach, sep_condition="localized")
+    for film in model.g_sep.modules():  # sep.FiLM starts as the identity (zero weights): give the condition a say
+        if isinstance(film, sep.FiLM):
+            torch.nn.init.normal_(film.proj.weight, std=0.1)
+    out = model(_batch())
+    out["loss_mas"].backward()
+    trunk = [p.grad for p in model.visual.parameters()] + [p.grad for p in model.audio.parameters()]
+    reached = any(g is not None and g.abs().sum() > 0 for g in trunk)
+    assert reached is not detach
+    assert all(p.grad is not None for p in model.g_sep.parameters())  # the decoder trains either way

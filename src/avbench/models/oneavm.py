@@ -46,21 +46,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"image_size": 224, "frontend": "oneavm_8k_128x128", "audio_duration_s": 3.0, "return_wave": True},
         "train": {"epochs": 20, "batch_size": 128, "lr": 1e-4},
     },
-    # [ours] CPU recipe for the SynthAV demo (<= 60 s on 2 cores): EZ-VSL cpu encoders (width 16, 112 px, stride
-    # 16 -> 7x7 maps), 64-mel audio, a small U-Net (4 levels, 4 transposed convs, base 4 channels) on a 16 kHz
-    # 512/256 STFT pooled 2 (freq) x 4 (time) for the decoder (62.5 Hz x 64 ms mask cells, bilinear upsampled);
-    # the decoder trains at 3x lr (with oracle class conditioning it reaches ~8 dB SDR in 120 steps at 3e-3 and
-    # stays below the mixture at 1e-3). Measured on the demo (6 epochs, lr 2e-3): SDR 2.0 dB vs mixture 0.1 dB;
-    # with lr 1e-3 and un-normalised conditioning the decoder had not learned (-7.7 dB). The EZ-VSL cpu trunk
-    # variant (replicate padding, 3 visual stages) was tried with this recipe: MAS did not learn (-8.1 dB, one run),
-    # so the 4-stage zero-padded trunk stays here until a multi-seed comparison says otherwise. Seed 1 of this
-    # exact recipe gave -1.5 dB: MAS learning within the CPU budget is seed-fragile (see the helper report). The SoP per-bin weighting focuses the short MAS training on the energetic bins that dominate SDR.
+    # [ours] CPU recipe for the SynthAV demo: EZ-VSL's cpu trunk (width 16, 112 px, replicate padding, 3 visual
+    # stages, stride 8 -> 14x14 maps) and its schedule (lr 3e-3, cosine, 12 epochs, batch 32); 64-mel audio; a
+    # small U-Net (4 levels, 4 transposed convs, base 4) on a 16 kHz 512/256 STFT pooled 2 (freq) x 4 (time).
+    # The decoder is conditioned on the localized visual feature (``sep_condition``): a probe of the earlier
+    # max-pooled conditioning found it barely class-separable (nearest-centroid accuracy 0.22 over 8 classes vs
+    # 0.53 localized) and the decoder's masks at chance. Measured, seed 0 (session 3, /tmp/exp runs): localization
+    # cIoU@0.5 0.54, duet class-aware cIoU@0.3 0.40 vs EZ-VSL 0.21 on the same shards; SDR -1.3 dB vs mixture
+    # 0.1 dB (the decoder reaches ~0.6 weighted mask accuracy; more decoder steps help: a frozen-encoder probe gave
+    # 0.69 after 300 steps). Tried and worse on the same run: decoder lr x3 (cIoU 0.21, -3.6 dB), MAS detached
+    # from the encoders (0.34, -4.1 dB), 8 epochs (0.32, -3.7 dB); the previous 4-stage zero-padded recipe
+    # (6 epochs, lr 2e-3) did not learn localization here (cIoU 0.0, duet 0.0, SDR 0.05 dB).
     "cpu": {
         "model": {"dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
                   "alpha": 0.5, "decoder_depth": 4, "decoder_levels": 4, "decoder_base": 4, "decoder_pool": [2, 4],
-                  "frontend": "mel64_16k", "stft": "cpu_16k", "mas_weighting": "sop", "sep_lr_mult": 3.0},
+                  "frontend": "mel64_16k", "stft": "cpu_16k", "mas_weighting": "sop", "sep_lr_mult": 1.0,
+                  "padding_mode": "replicate", "visual_stages": 3, "sep_condition": "localized"},
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0, "return_wave": True},
-        "train": {"epochs": 6, "batch_size": 32, "lr": 2e-3},
+        "train": {"epochs": 12, "batch_size": 32, "lr": 3e-3, "lr_schedule": "cosine"},
     },
 }
 
@@ -78,7 +81,12 @@ class OneAVM(nn.Module):
     ResNet-18 state_dict file), ``frontend`` (spectrogram front end of the mixtures: must equal the data
     section's), ``sample_rate`` (rate of the batch waves), ``stft`` (``separation.STFT_PRESETS`` name),
     ``decoder_levels``, ``decoder_base``, ``decoder_pool`` (``separation.MaskUNet``), ``sep_lr_mult`` (decoder lr
-    multiplier in ``param_groups``).
+    multiplier in ``param_groups``). ``sep_condition`` [ours]: the visual part of the decoder's condition, ``max``
+    (max-pooled trunk map of the base frame, the paper's "visual embedding") or ``localized`` (the trunk map pooled
+    with the frame's softmax localization map of the mixture, so silent objects in the frame do not condition the
+    mask). ``sep_detach`` [ours]: MAS gradients stop at the decoder's condition. The condition is batch-normalised
+    [ours]: unit-norm trunk features of all frames share one dominant direction, so un-centred inputs barely
+    differ between the two sources of a mixture.
     """
 
     requires_training = True
@@ -106,6 +114,8 @@ class OneAVM(nn.Module):
         sep_lr_mult: float = 1.0,
         padding_mode: str = "zeros",
         visual_stages: int = 4,
+        sep_condition: str = "max",
+        sep_detach: bool = False,
         pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -117,6 +127,10 @@ class OneAVM(nn.Module):
             raise ValueError(f"mas_target must be 'dominance' or 'as_printed', got {mas_target!r}")
         if mas_weighting not in ("none", "sop"):
             raise ValueError(f"mas_weighting must be 'none' or 'sop', got {mas_weighting!r}")
+        if sep_condition not in ("max", "localized"):
+            raise ValueError(f"sep_condition must be 'max' or 'localized', got {sep_condition!r}")
+        self.sep_condition = sep_condition
+        self.sep_detach = bool(sep_detach)
         audio_width = audio_width or width
         self.tau, self.alpha = float(tau), float(alpha)
         self.use_cl, self.use_mas, self.use_mva = bool(use_cl), bool(use_mas), bool(use_mva)
@@ -134,12 +148,15 @@ class OneAVM(nn.Module):
         self.g_v_glb, self.g_a_glb = nn.Linear(cv, dim), nn.Linear(ca, dim)
         self.g_v_loc, self.g_a_loc = nn.Conv2d(cv, dim, 1), nn.Linear(ca, dim)
         self.g_v_mva, self.g_a_mva = nn.Conv2d(cv, dim, 1), nn.Linear(ca, dim)
+        # [ours] batch-centred conditioning: the unit-norm trunk features of all frames share one dominant
+        # direction (pairwise cos ~0.9 on SynthAV), so un-centred FiLM inputs barely differ between sources
+        self.cond_norm = nn.BatchNorm1d(cv + ca)
         self.g_sep = sep.MaskUNet(cond_dim=cv + ca, depth=decoder_depth, levels=decoder_levels, base=decoder_base,
                                    pool=decoder_pool if isinstance(decoder_pool, int) else tuple(decoder_pool))
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """[ours] The MAS decoder may train at ``sep_lr_mult * lr`` (SoP: 10x the frame net's lr, PROTOCOLS 2.5)."""
-        dec = list(self.g_sep.parameters())
+        dec = [*self.g_sep.parameters(), *self.cond_norm.parameters()]
         ids = {id(p) for p in dec}
         rest = [p for p in self.parameters() if id(p) not in ids]
         return [{"params": rest, "lr": lr}, {"params": dec, "lr": lr * self.sep_lr_mult}]
@@ -184,11 +201,26 @@ class OneAVM(nn.Module):
             x_mix = x_src + x_src[partner]
         return spec_m, x_src, x_mix
 
+    def visual_condition(self, vmap: torch.Tensor, afeat: torch.Tensor) -> torch.Tensor:
+        """The base frame's visual vector for the decoder ``[B, C]`` (``sep_condition``)."""
+        if self.sep_condition == "max":
+            return vmap.amax(dim=(-2, -1))
+        # [ours] pooled with the frame's (detached) softmax localization map of the mixture: the object that
+        # sounds in this frame, not every object in it (silent distractors included)
+        with torch.no_grad():
+            h = self._heads(vmap, afeat)
+            attn = torch.einsum("ndhw,nd->nhw", h["v_loc"], h["a_loc"]).flatten(1).div(self.tau).softmax(1)
+        return torch.einsum("nchw,nhw->nc", vmap, attn.view(-1, *vmap.shape[-2:]))
+
     def mask_logits(self, x_mix: torch.Tensor, vmap: torch.Tensor, spec_mix: torch.Tensor) -> torch.Tensor:
         """``g_sep(a_m, v_i)``: mask logits ``[B, F, T]`` on the mixture STFT grid."""
-        # [ours] each part L2-normalised: scale-free conditioning, neither modality dominates the FiLM input
-        cond = torch.cat([F.normalize(vmap.amax(dim=(-2, -1)), dim=1),
-                          F.normalize(self._audio_feat(spec_mix), dim=1)], dim=1)
+        # sep_detach [ours]: MAS trains the decoder only, so CL / MVA alone shape the shared encoders
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.sep_detach):
+            afeat = self._audio_feat(spec_mix)
+            # [ours] each part L2-normalised: scale-free conditioning, neither modality dominates the FiLM input
+            parts = torch.cat([F.normalize(self.visual_condition(vmap, afeat), dim=1),
+                               F.normalize(afeat, dim=1)], dim=1)
+        cond = self.cond_norm(parts.detach() if self.sep_detach else parts)
         return self.g_sep(sep.log_magnitude(x_mix), cond)
 
     def mas_loss(self, wave: torch.Tensor, vmap: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
