@@ -103,6 +103,8 @@ def test_metrics_in_range_and_tables_written(dag_run: Path) -> None:
         table["method"])
     separation = pd.read_parquet(dag_run / "tables/synthav_separation.parquet")
     assert {"oneavm", "qian"} <= set(separation["method"])
+    for method in ("oneavm", "qian"):  # both mask conventions reported for mask-based separators
+        assert set(separation.loc[separation["method"] == method, "setting"]) == {"test", "test_soft_mask"}
     for column in ("ciou_sr@0.5", "auc", "avg_ciou"):
         assert table[column].between(0, 100).all(), column
     assert (dag_run / "tables/synthav_localization.csv").exists()

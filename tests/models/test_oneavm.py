@@ -201,3 +201,15 @@ def test_sep_detach_stops_mas_gradients_at_the_condition(detach: bool) -> None:
     reached = any(g is not None and g.abs().sum() > 0 for g in trunk)
     assert reached is not detach
     assert all(p.grad is not None for p in model.g_sep.parameters())  # the decoder trains either way
+
+
+def test_separate_mask_conventions_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model().eval()
+    batch = _batch(b=2, size=112)
+    mix = batch["wave"][0:1] + batch["wave"][1:2]
+    # logits 0 everywhere: sigmoid 0.5, so the soft mask halves the mixture and the binarised mask (p > 0.5) is 0
+    monkeypatch.setattr(model, "mask_logits", lambda x_mix, vmap, spec: torch.zeros(x_mix.shape))
+    soft = model.separate(mix, batch["image"][:1], 16000, binarize=False)
+    hard = model.separate(mix, batch["image"][:1], 16000)
+    torch.testing.assert_close(soft, 0.5 * mix, atol=1e-4, rtol=0)
+    assert hard.abs().max() == 0

@@ -265,11 +265,14 @@ class OneAVM(nn.Module):
         return h["v_glb"].float(), h["a_glb"].float()
 
     @torch.no_grad()
-    def separate(self, mixture_wave: torch.Tensor, images: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        """Source shown in each image from ``mixture_wave [B, n]``: binarised mask x mixture STFT, iSTFT."""
+    def separate(self, mixture_wave: torch.Tensor, images: torch.Tensor, sample_rate: int,
+                 binarize: bool = True) -> torch.Tensor:
+        """Source shown in each image from ``mixture_wave [B, n]``: mask x mixture STFT, iSTFT. ``binarize``:
+        the mask thresholded at 0.5 (Sound-of-Pixels' convention for masks trained with BCE) or, False, the
+        sigmoid mask itself (the expected dominance mask)."""
         mix = mixture_wave.float()
         spec_m = spectrogram(mix, sample_rate, self.frontend).unsqueeze(1).float()
         x_mix = sep.stft(mix, self.stft_cfg, sample_rate)
         logits = self.mask_logits(x_mix, self.visual(images), spec_m)
-        est = sep.istft(sep.apply_mask(x_mix, logits, binarize=True), self.stft_cfg, sample_rate, mix.shape[-1])
+        est = sep.istft(sep.apply_mask(x_mix, logits, binarize=binarize), self.stft_cfg, sample_rate, mix.shape[-1])
         return est.clamp(-1.0, 1.0)

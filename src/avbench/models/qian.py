@@ -407,13 +407,15 @@ class Qian(nn.Module):
         return v.float(), a.float()
 
     @torch.no_grad()
-    def separate(self, mixture_wave: torch.Tensor, images: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        """Source shown in each image: guidance of the image's arg-max visual class, binarised mask, mixture phase."""
+    def separate(self, mixture_wave: torch.Tensor, images: torch.Tensor, sample_rate: int,
+                 binarize: bool = True) -> torch.Tensor:
+        """Source shown in each image: guidance of the image's arg-max visual class, mask (binarised at 0.5, or
+        the sigmoid mask with ``binarize=False``), mixture phase."""
         mix = mixture_wave.float()
         _, fv = self._visual(images)
         classes = self.cls_v(fv.mean(dim=(-2, -1))).argmax(dim=1)
         fa_mix = self.audio.features(spectrogram(mix, sample_rate, self.frontend).unsqueeze(1).float())
         x_mix = sep.stft(mix, self.stft_cfg, sample_rate)
         logits = self.g_sep(sep.log_magnitude(x_mix), self._guidance(fv, fa_mix, classes))
-        est = sep.istft(sep.apply_mask(x_mix, logits, binarize=True), self.stft_cfg, sample_rate, mix.shape[-1])
+        est = sep.istft(sep.apply_mask(x_mix, logits, binarize=binarize), self.stft_cfg, sample_rate, mix.shape[-1])
         return est.clamp(-1.0, 1.0)
