@@ -6,9 +6,16 @@ import torch
 import torch.nn.functional as F
 
 
-def symmetric_ce(logits: torch.Tensor) -> torch.Tensor:
-    """``CE(logits, arange(B)) + CE(logits^T, arange(B))``: the sum, as in stoneMo's code (not the mean)."""
+def symmetric_ce(logits: torch.Tensor, same_class: torch.Tensor | None = None) -> torch.Tensor:
+    """``CE(logits, arange(B)) + CE(logits^T, arange(B))``: the sum, as in stoneMo's code (not the mean).
+
+    ``same_class`` (bool ``[B, B]``, optional): off-diagonal pairs known to share the positive's class are dropped
+    from the denominators (class-level false negatives) instead of being pushed apart.
+    """
     labels = torch.arange(logits.shape[0], device=logits.device)
+    if same_class is not None:
+        drop = same_class & ~torch.eye(len(labels), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(drop, float("-inf"))
     return F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)
 
 

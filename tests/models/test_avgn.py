@@ -155,3 +155,44 @@ def test_integrated_train_one_epoch(tmp_path: Path) -> None:
                     device="cpu")
     log = pd.read_csv(summary["log"])
     assert log["epoch"].tolist() == [1] and log["loss"].notna().all()
+
+
+def test_symmetric_ce_drops_same_class_negatives_by_hand() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 1.0]])
+    same = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])  # items 0 and 1 share a class
+    # Rows / columns without the (0, 1) and (1, 0) pairs: item 2 keeps all three terms.
+    by_hand = (
+        -(2.0 - torch.logsumexp(torch.tensor([2.0, 0.0]), 0))  # row 0: {0, 2}
+        - (3.0 - torch.logsumexp(torch.tensor([3.0, 0.5]), 0))  # row 1: {1, 2}
+        - (1.0 - torch.logsumexp(torch.tensor([0.0, 0.5, 1.0]), 0))  # row 2
+    ) / 3 + (
+        -(2.0 - torch.logsumexp(torch.tensor([2.0, 0.0]), 0))  # column 0: {0, 2}
+        - (3.0 - torch.logsumexp(torch.tensor([3.0, 0.5]), 0))  # column 1: {1, 2}
+        - (1.0 - torch.logsumexp(torch.tensor([0.0, 0.5, 1.0]), 0))  # column 2
+    ) / 3
+    torch.testing.assert_close(symmetric_ce(logits, same), by_hand)
+    assert symmetric_ce(logits, same) < symmetric_ce(logits)  # a pushed-apart false negative no longer counts
+    torch.testing.assert_close(symmetric_ce(logits, torch.eye(3, dtype=torch.bool)), symmetric_ce(logits))
+
+
+def test_drop_same_class_negatives_switch() -> None:
+    batch = _batch()  # labels 0, 1, 1, 3: items 1 and 2 share class 1
+    losses = {}
+    for drop in (False, True):
+        torch.manual_seed(0)
+        model = create("avgn", **TINY, drop_same_class_negatives=drop)
+        losses[drop] = model(batch)["loc"]
+    torch.manual_seed(0)
+    model = create("avgn", **TINY, drop_same_class_negatives=True)
+    out = model(batch)
+    specs, _ = mix_batch(batch, 2, "mel64_16k")
+    enc = model.encode(batch["image"], specs)
+    labels = batch["label_idx"]
+    sim = torch.empty(4, 4)
+    for b in range(4):
+        n = int(labels[b])
+        for m in range(4):
+            sim[b, m] = F.cosine_similarity(enc["ga"][b, n][None], enc["fv"][m] * enc["gv"][m, n][None], dim=-1).max()
+    same = labels[:, None] == labels[None]
+    torch.testing.assert_close(symmetric_ce(sim / model.tau, same), out["loc"], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(losses[False], losses[True])

@@ -86,6 +86,18 @@ def test_forward_terms_match_definitions() -> None:
                                                             dim=-1).max() for m in range(4)]) for b in range(4)])
         cmmc = cmmc + symmetric_ce(sim / model.tau)
     torch.testing.assert_close(cmmc.detach(), out["cmmc"], atol=1e-3, rtol=1e-4)
+    # drop_same_class_negatives: the same similarities, same-class pairs left out of the softmax
+    dropping = create("m2vsl", **TINY, drop_same_class_negatives=True)
+    dropping.load_state_dict(model.state_dict())
+    out = dropping(batch)
+    same = labels[:, None] == labels[None]
+    assert same.sum() > len(labels)  # the batch has a same-class pair, so the switch changes the loss
+    cmmc = 0.0
+    for s in range(4):
+        sim = torch.stack([torch.stack([F.cosine_similarity(enc["ca"][b, int(labels[b])][None], enc["vhat"][m, s],
+                                                            dim=-1).max() for m in range(4)]) for b in range(4)])
+        cmmc = cmmc + symmetric_ce(sim / model.tau, same)
+    torch.testing.assert_close(cmmc.detach(), out["cmmc"], atol=1e-3, rtol=1e-4)
 
 
 def test_gradients_reach_encoders_and_heads() -> None:

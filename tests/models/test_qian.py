@@ -45,6 +45,10 @@ def test_margin_contrastive_by_hand() -> None:
     # positives: (0.5^2 + 0.2^2) / 2 = 0.145; negatives: (max(1.4 - 2, 0)^2 + (1.4 - 1)^2) / 2 = 0.08
     torch.testing.assert_close(pos, torch.tensor(0.145))
     torch.testing.assert_close(neg, torch.tensor(0.08))
+    # only (1, 0) may be pushed apart (e.g. (0, 1) is a same-class pair of two clips): (1.4 - 1)^2 = 0.16
+    pos, neg = margin_contrastive(dist, positive, 1.4, negative=torch.tensor([[False, False], [True, False]]))
+    torch.testing.assert_close(pos, torch.tensor(0.145))
+    torch.testing.assert_close(neg, torch.tensor(0.16))
 
 
 def test_ava_loss_by_hand() -> None:

@@ -143,12 +143,15 @@ def weighted_pool(feat: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) 
 
 
 def margin_contrastive(
-    dist: torch.Tensor, positive: torch.Tensor, margin: float
+    dist: torch.Tensor, positive: torch.Tensor, margin: float, negative: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. (7) terms: ``(mean_pos D^2, mean_neg max(margin - D, 0)^2)`` (zeros where a set is empty)."""
+    """Eq. (7) terms: ``(mean_pos D^2, mean_neg max(margin - D, 0)^2)`` (zeros where a set is empty).
+
+    ``negative`` (default: every non-positive pair) selects the pairs pushed beyond the margin."""
     zero = dist.new_zeros(())
+    negative = ~positive if negative is None else negative & ~positive
     pos = dist[positive].square().mean() if positive.any() else zero
-    neg = F.relu(margin - dist[~positive]).square().mean() if (~positive).any() else zero
+    neg = F.relu(margin - dist[negative]).square().mean() if negative.any() else zero
     return pos, neg
 
 
@@ -168,6 +171,8 @@ class Qian(nn.Module):
     ``embed_dim``, ``avc_dim``, ``avc_hidden``, ``avc_blocks``, ``decoder_*``; ``frontend`` (must equal the data section's),
     ``sample_rate`` (batch waves), ``stft``, ``pretrained_path`` (ImageNet ResNet-18 file); ``backbone_lr_mult``
     (0.1, paper) and ``sep_lr_mult`` (1.0): per-module lr multipliers used by ``param_groups``.
+    ``drop_same_class_negatives`` (False) [ours]: Eq. (7) negatives are only pairs of different classes; a
+    same-class pair of two clips is neither pulled together nor pushed apart (as AVGN's switch).
     """
 
     requires_training = True
@@ -206,6 +211,7 @@ class Qian(nn.Module):
         sep_lr_mult: float = 1.0,
         padding_mode: str = "zeros",
         visual_stages: int = 4,
+        drop_same_class_negatives: bool = False,
         pretrained_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -219,6 +225,7 @@ class Qian(nn.Module):
         self.use_avc, self.avc_weight = bool(use_avc), float(avc_weight)
         self.use_align, self.use_sep, self.mixture_cls = bool(use_align), bool(use_sep), bool(mixture_cls)
         self.valid_threshold, self.margin = float(valid_threshold), float(margin)
+        self.drop_same_class_negatives = bool(drop_same_class_negatives)
         self.mas_target, self.mas_weighting = mas_target, mas_weighting
         self.frontend, self.sample_rate = frontend, int(sample_rate)
         self.stft_cfg = sep.get_stft(stft)
@@ -315,8 +322,10 @@ class Qian(nn.Module):
         iv, mv = valid_v.nonzero(as_tuple=True)
         a, v = ga[ia, ma], gv[iv, mv]
         dist = torch.sqrt((2.0 - 2.0 * a @ v.t()).clamp_min(0.0) + 1e-8)
-        positive = (ia[:, None] == iv[None, :]) & (ma[:, None] == mv[None, :])
-        pos, neg = margin_contrastive(dist, positive, self.margin)
+        same_class = ma[:, None] == mv[None, :]
+        positive = (ia[:, None] == iv[None, :]) & same_class
+        negative = ~same_class if self.drop_same_class_negatives else None
+        pos, neg = margin_contrastive(dist, positive, self.margin, negative)
         return pos + neg
 
     def _guidance(self, fv: torch.Tensor, fa_mix: torch.Tensor | None, classes: torch.Tensor) -> torch.Tensor:
