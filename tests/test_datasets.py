@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from avbench import datasets
-from avbench.manifest import MANIFEST_COLUMNS
+from avbench.manifest import MANIFEST_COLUMNS, UNKNOWN_LABEL, UNKNOWN_LABEL_IDX
 from avbench.sources.subsets import read_clip_ids
 from avbench.sources.vggsound import read_vggsound_test
 from avbench.sources.vggss import read_labeled_clip_list
@@ -47,7 +47,10 @@ def _check_contract(frame: pd.DataFrame, n_chunks: int) -> None:
     assert list(frame.columns) == MANIFEST_COLUMNS
     assert frame["clip_id"].is_unique
     assert frame["chunk"].between(0, n_chunks - 1).all()
-    assert (frame["label_idx"] == frame["label"].map({k: i for i, k in enumerate(sorted(set(frame["label"])))})).all()
+    # label_idx indexes the sorted labels; a clip of unknown class (off-screen negatives) is -1, outside that list
+    index = {k: i for i, k in enumerate(sorted(set(frame["label"]) - {UNKNOWN_LABEL}))}
+    index[UNKNOWN_LABEL] = UNKNOWN_LABEL_IDX
+    assert (frame["label_idx"] == frame["label"].map(index)).all()
 
 
 # --- YouTube datasets ------------------------------------------------------------------------------------
@@ -65,7 +68,8 @@ def test_vggss_test_split_is_the_5158_boxed_clips() -> None:
 
 
 def test_vggss_10k_labels_from_vggsound_csv_and_clean_mode(tmp_path: Path) -> None:
-    md = _link_tree(tmp_path, ["vggss/vggss.json", "vggsound/test.csv", "vggsound_subsets/vggss_10k.txt"])
+    md = _link_tree(tmp_path, ["vggss/vggss.json", "vggsound/test.csv", "vggsound_subsets/vggss_10k.txt",
+                               datasets.VGGSS_EXTENDED_LIST])
     # A small vggsound.csv: labels of the 10k ids known from the ACL-SSL 10k list (7,222) or from test.csv (787).
     acl = read_labeled_clip_list(META / "vggsound_subsets/acl-ssl/vggss_10k.csv").set_index("clip_id")["label"]
     test_labels = read_vggsound_test(META / "vggsound/test.csv").set_index("clip_id")["label"]
@@ -94,7 +98,8 @@ def vgg144k_metadata(tmp_path_factory) -> Path:
     """A metadata_dir with the real VGGSound-144k list, vggss.json and test.csv, and a vggsound.csv that labels the
     144k ids known from the ACL-SSL lists and test.csv (the full vggsound.csv is not in shared/)."""
     md = _link_tree(tmp_path_factory.mktemp("md144k"),
-                    ["vggss/vggss.json", "vggsound/test.csv", "vggsound_subsets/vggss_144k.txt"])
+                    ["vggss/vggss.json", "vggsound/test.csv", "vggsound_subsets/vggss_144k.txt",
+                     datasets.VGGSS_EXTENDED_LIST])
     known: dict[str, str] = {}
     for rel in ("vggsound_subsets/acl-ssl/vggss_heard.csv", "vggsound_subsets/acl-ssl/vggss_10k.csv"):
         known.update(read_labeled_clip_list(META / rel).set_index("clip_id")["label"].to_dict())
@@ -161,6 +166,96 @@ def test_vggss_heard_test_list() -> None:
     cfg = {"source": "vggss", "train_list": "acl_vggss_10k", "test_list": "vggss_unheard"}
     frame = datasets.real_manifest("vggss_unheard", cfg, metadata_dir=META, n_chunks=2)
     assert (frame["split"] == "test").sum() == 2575
+
+
+# --- Extended VGG-SS: the off-screen clips are a split of the full-VGG-SS manifest ----------------------------
+OFFSCREEN = datasets.OFFSCREEN_SPLIT
+
+
+def _listed_offscreen(path: Path) -> list[str]:
+    """Off-screen rows (video == audio) of an Extended VGG-SS list, read with the csv module, not the project's
+    reader."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [r["video"].strip() for r in csv.DictReader(handle) if r["video"].strip() == r["audio"].strip()]
+
+
+def test_full_vggss_manifest_has_the_listed_offscreen_clips_in_their_own_split(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from avbench.ids import parse_clip_id, youtube_url
+    from avbench.manifest import in_split, split_counts
+
+    listed = _listed_offscreen(META / datasets.VGGSS_EXTENDED_LIST)
+    assert len(listed) == len(set(listed)) == 379  # PROTOCOLS 1.2
+    cfg = {"source": "vggss", "train_list": "acl_vggss_10k"}
+    assert datasets.manifest_splits(cfg) == ("train", "test", OFFSCREEN)
+    assert datasets.VGGSS_EXTENDED_LIST in datasets.required_metadata(cfg)
+    frame = datasets.real_manifest("vggss", cfg, metadata_dir=META, n_chunks=8)
+    _check_contract(frame, 8)
+    off = frame[in_split(frame, OFFSCREEN)]
+    assert sorted(off["clip_id"]) == sorted(listed) and split_counts(frame)[OFFSCREEN] == len(listed)
+    assert (off["split"] == OFFSCREEN).all() and (off["splits"] == json.dumps([OFFSCREEN])).all()
+    assert (off["label"] == UNKNOWN_LABEL).all() and (off["label_idx"] == UNKNOWN_LABEL_IDX).all()
+    assert (off["boxes"] == "[]").all()
+    for cid, ytid, start, end, url in zip(off["clip_id"], off["ytid"], off["start_s"], off["end_s"], off["url"],
+                                          strict=True):
+        assert parse_clip_id(cid) == (ytid, int(start)) and end == start + 10.0 and url == youtube_url(ytid)
+    assert sorted(off["chunk"].unique()) == list(range(8))  # spread over the download / slice chunks
+    assert not in_split(frame, "test")[in_split(frame, OFFSCREEN)].any()
+
+    # every other clip is exactly as in the manifest without the split: same clips, labels, label indices
+    monkeypatch.setattr(datasets, "has_offscreen_split", lambda cfg: False)
+    before = datasets.real_manifest("vggss", cfg, metadata_dir=META, n_chunks=8)
+    assert not in_split(before, OFFSCREEN).any() and len(frame) == len(before) + len(listed)
+    rest = frame[~in_split(frame, OFFSCREEN)].set_index("clip_id")
+    before = before.set_index("clip_id")
+    assert sorted(rest.index) == sorted(before.index)
+    columns = ["label", "label_idx", "split", "splits", "boxes", "sources", "url"]
+    pd.testing.assert_frame_equal(rest.loc[before.index, columns], before[columns])
+    monkeypatch.undo()
+    # the heard / unheard / SSLalignment subsets are not the set the list pairs up: no off-screen split
+    for test_list in ("vggss_heard", "vggss_unheard", "ssl_alignment"):
+        subset = {**cfg, "test_list": test_list}
+        assert OFFSCREEN not in datasets.manifest_splits(subset)
+        assert datasets.VGGSS_EXTENDED_LIST not in datasets.required_metadata(subset)
+
+
+def test_offscreen_clip_of_a_training_list_keeps_its_row_and_a_test_clip_is_an_error(tmp_path: Path) -> None:
+    from avbench.manifest import in_split
+    from avbench.sources._io import MetadataError
+
+    md = _link_tree(tmp_path / "md", ["vggss/vggss.json", "vggsound_subsets/acl-ssl/vggss_10k.csv"])
+    test_ids = read_clip_ids(META / "vggss/vggss_test.csv")["clip_id"].tolist()
+    train = read_labeled_clip_list(META / "vggsound_subsets/acl-ssl/vggss_10k.csv")
+    train = train[~train["clip_id"].isin(set(test_ids))]
+    train_id, train_label = train["clip_id"].iloc[0], train["label"].iloc[0]
+    listed = md / datasets.VGGSS_EXTENDED_LIST
+    listed.parent.mkdir(parents=True)
+    new_id = "newclip0000_000010"
+    listed.write_text(f"video,audio,label\r\n{test_ids[0]},{test_ids[1]},non-sounding\r\n"
+                      f"{train_id},{train_id},non-sounding\r\n{new_id},{new_id},non-sounding\r\n")
+    cfg = {"source": "vggss", "train_list": "acl_vggss_10k"}
+    frame = datasets.real_manifest("v", cfg, metadata_dir=md, n_chunks=4)
+    _check_contract(frame, 4)
+    rows = frame.set_index("clip_id")
+    assert sorted(frame.loc[in_split(frame, OFFSCREEN), "clip_id"]) == sorted([train_id, new_id])
+    # the training clip keeps its one row, its label and its primary split, and is also an off-screen member
+    assert rows.loc[train_id, "splits"] == json.dumps(["train", OFFSCREEN]) and rows.loc[train_id, "split"] == "train"
+    assert rows.loc[train_id, "label"] == train_label and rows.loc[train_id, "label_idx"] >= 0
+    assert rows.loc[new_id, "label_idx"] == UNKNOWN_LABEL_IDX and rows.loc[new_id, "split"] == OFFSCREEN
+    # train_from (evaluation only): the split stays, the unknown clip keeps -1 when indices are recomputed
+    evaluated = datasets.real_manifest("v", {**cfg, "train_from": "other"}, metadata_dir=md, n_chunks=4)
+    _check_contract(evaluated, 4)
+    assert not in_split(evaluated, "train").any()
+    assert sorted(evaluated.loc[in_split(evaluated, OFFSCREEN), "clip_id"]) == sorted([train_id, new_id])
+    assert evaluated.set_index("clip_id").loc[new_id, "label_idx"] == UNKNOWN_LABEL_IDX
+    # a VGG-SS test clip listed as off-screen contradicts the list: the error names the file and the row
+    listed.write_text(f"video,audio,label\r\n{test_ids[0]},{test_ids[1]},non-sounding\r\n"
+                      f"{test_ids[2]},{test_ids[2]},non-sounding\r\n")
+    with pytest.raises(MetadataError, match=rf"vggss_test_plus_silent.csv row 3: off-screen clip '{test_ids[2]}' "
+                                            r"is a test clip of dataset 'v'"):
+        datasets.real_manifest("v", cfg, metadata_dir=md, n_chunks=4)
 
 
 def test_vggsound_single_labels_train_reconstruction_and_duet_pairs(tmp_path: Path) -> None:

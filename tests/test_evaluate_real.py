@@ -420,14 +420,21 @@ def test_real_extended_lists_read_and_workflow_options() -> None:
     assert len(flickr) == 250 and not flickr["same_clip"].any()
     config = {"results_dir": "R", "metadata_dir": str(META), "n_chunks": 1, "datasets": {
         "synthav": {"source": "synthav"}, "vggss": {"source": "vggss"},
+        "vggss_heard": {"source": "vggss", "train_list": "vggss_heard", "test_list": "vggss_heard"},
         "flickr_from_vggss": {"source": "flickr", "train_from": "vggss", "root": "/x"},
         "avs": {"source": "avsbench", "test_list": "s4", "root": "/y", "train_from": "vggss"},
         "inst": {"source": "vggsound_instruments", "root": "/z"}, "vmusic": {"source": "vggsound_music"}}}
     paths = WorkflowPaths(config)
     assert paths.eval_options("synthav") == {"mask_gt": None, "train_dataset": None, "extended": "seeded"}
     assert paths.eval_options("vggss")["extended"] == "official"
+    # the full VGG-SS test set also reads the shards of the list's off-screen clips (its extended_offscreen split);
+    # a subset of it keeps the list but has no such split
     assert paths.eval_extra_inputs("vggss") == {
+        "extended_list": str(META / "vggss_extended" / "vggss_test_plus_silent.csv"),
+        "offscreen": "R/shards/vggss/extended_offscreen"}
+    assert paths.eval_extra_inputs("vggss_heard") == {
         "extended_list": str(META / "vggss_extended" / "vggss_test_plus_silent.csv")}
+    assert "extended_offscreen" not in paths.shard_splits("vggss_heard")
     flickr_inputs = paths.eval_extra_inputs("flickr_from_vggss")
     assert flickr_inputs["train_manifest"] == "R/manifests/vggss/clips.parquet"
     assert flickr_inputs["extended_list"].endswith("flickr_extended/flickr_test_plus_silent.csv")
@@ -436,3 +443,82 @@ def test_real_extended_lists_read_and_workflow_options() -> None:
     assert paths.eval_extra_inputs("avs")["ingest"] == "R/placed/avs/ingest.parquet"
     assert paths.eval_options("inst")["mask_gt"] == "localization"
     assert paths.eval_options("vmusic") == {"mask_gt": None, "train_dataset": None, "extended": "positives"}
+
+
+# --- Extended VGG-SS's off-screen clips: their own shards, scored as negatives ---------------------------
+class SpyModel(torch.nn.Module):
+    """Maps that depend on image and audio (so negatives differ from positives); records every input pair."""
+
+    requires_training = False  # no embeddings: the retrieval task is skipped, as for training-free baselines
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def localize(self, images: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:
+        self.seen.append((images.clone(), specs.clone()))
+        side = images.shape[-1] // 16
+        pooled = torch.nn.functional.adaptive_avg_pool2d(images.mean(1, keepdim=True), side)[:, 0]
+        return torch.tanh(pooled * specs.mean(dim=(1, 2, 3)).view(-1, 1, 1))
+
+
+def _write_extended_list(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("video,audio,label\r\n" + "".join(f"{v},{a},non-sounding\r\n" for v, a in rows))
+    return path
+
+
+def test_offscreen_clips_are_scored_as_official_negatives(synth_split: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [c[0] for c in synth_split["clips"]]
+    offscreen = [f"off{i:08d}_{i:06d}" for i in range(3)]
+    write_shards(tmp_path / "offscreen", [(cid, "unknown", -1, []) for cid in offscreen], seed=1)
+    # 2 mismatched pairs of test clips; 4 off-screen rows, one of whose clips was never fetched (no sample)
+    listed = _write_extended_list(tmp_path / "vggss_test_plus_silent.csv", [
+        (ids[0], ids[5]), (ids[1], ids[7]), *[(c, c) for c in offscreen], ("offmissing0_000001",) * 2])
+    model = SpyModel()
+    monkeypatch.setattr(ev, "load_method", lambda *a, **k: (model, {**LOADER, "image_size": 112}))
+
+    def run(name: str, **offscreen_input: str) -> dict[str, Any]:
+        stages.evaluate(summary=str(tmp_path / f"{name}.json"), per_sample=str(tmp_path / f"{name}.parquet"),
+                        eval_cfg=EVAL_CFG, method_cfg={}, seed=0, threads=1,
+                        wildcards={"dataset": "vggss", "method": "spy"},
+                        eval_options={"mask_gt": None, "train_dataset": None, "extended": "official"},
+                        test=str(synth_split["test"]), extended_list=str(listed), **offscreen_input)
+        return json.loads((tmp_path / f"{name}.json").read_text())["tasks"]["extended"]["sslalignment_adaptive"]
+
+    without = run("without")
+    assert without["negatives"] == ["official_mismatch"] and without["n_negatives"] == 2
+    assert without["n_listed_offscreen"] == 4 and without["n_offscreen"] == 0  # counted, not scored
+    model.seen.clear()
+    scored = run("with", offscreen=str(tmp_path / "offscreen"))
+    assert scored["negatives"] == ["official_mismatch", "official_offscreen"]
+    assert scored["n_negatives"] == without["n_negatives"] + len(offscreen)
+    assert scored["n_all"] == without["n_all"] + len(offscreen) and scored["n"] == without["n"] == len(ids)
+    assert scored["n_listed_offscreen"] == 4 and scored["n_offscreen"] == len(offscreen)
+    assert scored["n_mismatch"] == without["n_mismatch"] == 2
+    # each off-screen clip was scored with its own frame and its own audio, decoded by the test loader
+    off = ev.TestSet(ClipDataset(tmp_path / "offscreen", split_kind="test", **{**LOADER, "image_size": 112}))
+    images = torch.cat([im for im, _ in model.seen])
+    specs = torch.cat([sp for _, sp in model.seen])
+    for i in range(len(off)):
+        hits = [j for j in range(len(images)) if torch.equal(images[j], off.images[i])]
+        assert hits and any(torch.equal(specs[j], off.specs[i]) for j in hits), off.clip_ids[i]
+
+
+def test_offscreen_shards_without_samples_or_extended_official(synth_split: dict, tmp_path: Path) -> None:
+    ids = [c[0] for c in synth_split["clips"]]
+    listed = _write_extended_list(tmp_path / "list.csv", [(ids[0], ids[3]), ("offmissing0_000001",) * 2])
+    write_shards(tmp_path / "empty", [])  # every off-screen clip unavailable: an index with no sample
+    common = {"model_path": None, "duet_shards": None, "mixtures": [], "eval_cfg": EVAL_CFG, "seed": 0,
+              "threads": 1, "summary_path": tmp_path / "s.json", "per_sample_path": tmp_path / "p.parquet",
+              "dataset": "vggss"}
+    summary = ev.evaluate_method("centre_prior", {}, test_shards=synth_split["test"], extended="official",
+                                 extended_list=listed, offscreen_shards=tmp_path / "empty", **common)
+    ext = summary["tasks"]["extended"]["sslalignment_adaptive"]
+    assert ext["n_offscreen"] == 0 and ext["n_listed_offscreen"] == 1 and ext["n_negatives"] == 1
+    with pytest.raises(ValueError, match="offscreen_shards .* official extended list, but extended is 'positives'"):
+        ev.evaluate_method("centre_prior", {}, test_shards=synth_split["test"], extended="positives",
+                           offscreen_shards=tmp_path / "empty", **common)
+    with pytest.raises(FileNotFoundError, match="no index.json"):
+        ev.evaluate_method("centre_prior", {}, test_shards=synth_split["test"], extended="official",
+                           extended_list=listed, offscreen_shards=tmp_path, **common)

@@ -7,7 +7,14 @@ import json
 import pandas as pd
 import pytest
 
-from avbench.manifest import MANIFEST_COLUMNS, duet_clips, finalize_manifest, youtube_manifest
+from avbench.manifest import (
+    MANIFEST_COLUMNS,
+    UNKNOWN_LABEL,
+    UNKNOWN_LABEL_IDX,
+    duet_clips,
+    finalize_manifest,
+    youtube_manifest,
+)
 
 
 def _clips(ids: list[str], labels: list[str]) -> pd.DataFrame:
@@ -33,6 +40,16 @@ def test_duplicate_ids_and_unknown_labels_are_errors() -> None:
         finalize_manifest(_clips(ids, ["a", "a"]), dataset="toy", n_chunks=1, labels=["a"])
     with pytest.raises(ValueError, match="toy.*labels missing"):
         finalize_manifest(_clips(ids[:1], ["zzz"]), dataset="toy", n_chunks=1, labels=["a"])
+
+
+def test_unknown_label_is_minus_one_and_shifts_no_index() -> None:
+    ids = [f"-abc_def{n:03d}_{n:06d}" for n in range(4)]
+    labelled = youtube_manifest(_clips(ids[:2], ["b", "a"]), dataset="toy", n_chunks=2, labels=["a", "b"])
+    clips = _clips(ids, ["b", "a", UNKNOWN_LABEL, UNKNOWN_LABEL])
+    frame = youtube_manifest(clips, dataset="toy", n_chunks=2, labels=["a", "b"]).set_index("clip_id")
+    assert frame.loc[ids[2:], "label_idx"].tolist() == [UNKNOWN_LABEL_IDX] * 2
+    assert json.loads(frame.loc[ids[2], "sources"]) == [{"label": UNKNOWN_LABEL, "label_idx": -1, "boxes": []}]
+    assert frame.loc[ids[:2], "label_idx"].tolist() == labelled.set_index("clip_id").loc[ids[:2], "label_idx"].tolist()
 
 
 def test_duet_clips_from_frame_ids() -> None:

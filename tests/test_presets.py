@@ -205,7 +205,9 @@ def test_train_from_paths_and_errors() -> None:
     paths = WorkflowPaths(config)
     assert paths.eval_model("b", "ezvsl") == "R/models/a/ezvsl/final.pt"
     assert paths.eval_model("a", "ezvsl") == "R/models/a/ezvsl/final.pt"
-    assert paths.shard_splits("b") == ("test",) and paths.shard_splits("a") == ("train", "test")
+    # `a` evaluates the full VGG-SS test list, so it also has Extended VGG-SS's off-screen clips as a split
+    assert paths.shard_splits("b") == ("test",)
+    assert paths.shard_splits("a") == ("train", "test", "extended_offscreen")
     with pytest.raises(ValueError, match="'b' has train_from: 'a'"):
         paths.train_shards("b")
     assert set(paths.leakage_manifests()) == {"a", "b"}
@@ -225,3 +227,21 @@ def test_default_figures_and_extended_benchmark() -> None:
     assert "synthav_extended" in paths.benchmarks()
     assert paths.plot_targets() == [f"results/plots/synthav/{name}.png"
                                     for name in ("success_curves", "overlays", "separation")]
+
+
+def test_senocak_extended_vggss_scores_the_offscreen_split(preset_runs) -> None:
+    """Senocak T7 (Extended VGG-SS): the full-VGG-SS dataset's manifest reads the extended list, its off-screen
+    clips get a shard set of their own (downloaded and sliced inside the dataset's chunk jobs), and only its
+    evaluation jobs read those shards; the heard / unheard subsets have no such split."""
+    jobs = dry_run_jobs(preset_runs["senocak"].stdout + preset_runs["senocak"].stderr)
+    offscreen = "results/shards/vggss/extended_offscreen"
+    shards = [j for j in jobs if j["rule"] == "shards" and j["output"] == [offscreen]]
+    assert len(shards) == 1 and shards[0]["wildcards"] == {"dataset": "vggss", "split": "extended_offscreen"}
+    assert {f"results/status/vggss/slice/chunk{c:03d}.parquet" for c in range(32)} <= set(shards[0]["input"])
+    manifest = next(j for j in jobs if j["rule"] == "manifest" and j["wildcards"]["dataset"] == "vggss")
+    assert any(i.endswith("vggss_extended/vggss_test_plus_silent.csv") for i in manifest["input"])
+    evals = [j for j in jobs if j["rule"] == "evaluate"]
+    readers = {j["wildcards"]["dataset"] for j in evals if offscreen in j["input"]}
+    assert readers == {"vggss"}
+    assert all(offscreen in j["input"] for j in evals if j["wildcards"]["dataset"] == "vggss")
+    assert not [o for j in jobs for o in j["output"] if "extended_offscreen" in o and "/vggss_" in o]

@@ -52,7 +52,14 @@ from avbench import io
 from avbench.ids import clip_id as make_clip_id
 from avbench.ids import youtube_url
 from avbench.leakage import clean_train_list
-from avbench.manifest import assign_chunks, duet_clips, finalize_manifest, split_lists
+from avbench.manifest import (
+    UNKNOWN_LABEL,
+    UNKNOWN_LABEL_IDX,
+    assign_chunks,
+    duet_clips,
+    finalize_manifest,
+    split_lists,
+)
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +253,12 @@ VGGSS_TEST_LISTS = {
     "vggss_unheard": "vggss/vggss_unheard_test.csv",
     "ssl_alignment": "vggss/ssl-alignment/ours_vggss.txt",
 }
+# Extended VGG-SS (SLAVC; PROTOCOLS 1.2, 4.5). Its 379 off-screen-sound negatives (rows video == audio) are clips of
+# their own, outside VGG-SS and VGGSound-test, so no test list brings them in: a dataset that evaluates the full
+# VGG-SS test set (the 5,158 clips the list was built on) gets them as the extra split OFFSCREEN_SPLIT, downloaded,
+# sliced and sharded like its other clips, and its evaluation scores them (avbench.evaluate.official_negatives).
+VGGSS_EXTENDED_LIST = "vggss_extended/vggss_test_plus_silent.csv"
+OFFSCREEN_SPLIT = "extended_offscreen"
 SINGLE_TRAIN_LISTS = ("all221", "all221_trainsplit")
 INSTRUMENT_TRAIN_LISTS = {
     "avgn": "vggsound_instruments/vgginstruments_train.txt",
@@ -305,6 +318,13 @@ def _pick(table: Mapping[str, Any], value: str, key: str, source: str) -> Any:
     return table[value]
 
 
+def has_offscreen_split(cfg: Mapping[str, Any]) -> bool:
+    """Whether the dataset's manifest has the :data:`OFFSCREEN_SPLIT` of Extended VGG-SS: a VGG-SS dataset on the
+    full test list. Subsets (heard / unheard / SSLalignment's 4,655) are not the set the list pairs up, so they keep
+    counting the off-screen rows without scoring them."""
+    return cfg["source"] == "vggss" and _opt(cfg, "test_list") == "vggss"
+
+
 def required_metadata(cfg: Mapping[str, Any]) -> list[str]:
     """Metadata files (paths relative to ``metadata_dir``) that the manifest of this dataset reads."""
     source = cfg["source"]
@@ -325,6 +345,7 @@ def required_metadata(cfg: Mapping[str, Any]) -> list[str]:
             if not rel.endswith(".csv"):  # id-only lists take their labels from vggsound.csv
                 files.append("vggsound/vggsound.csv")
         files += list(VGG_TEST_FILES) if clean else []
+        files += [VGGSS_EXTENDED_LIST] if has_offscreen_split(cfg) else []
     elif source == "vggsound_single":
         _pick(dict.fromkeys(SINGLE_TRAIN_LISTS), train, "train_list", source)
         files = ["vggss/vggss.json", "vggsound_single/vggsound_single_test.csv",
@@ -375,12 +396,15 @@ def list_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def manifest_splits(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     """Splits a real dataset's manifest has members in (the shard sets the DAG can build): ``train`` (absent for a
-    ``train_from`` dataset), ``test``, and ``duet`` for MUSIC with the AVGN test list (real duet frames)."""
+    ``train_from`` dataset), ``test``, ``duet`` for MUSIC with the AVGN test list (real duet frames), and
+    :data:`OFFSCREEN_SPLIT` for a VGG-SS dataset on the full test list (:func:`has_offscreen_split`)."""
     splits = () if cfg.get("train_from") else ("train",)
     if not (cfg["source"] == "kinetics400" and _opt(cfg, "test_list") == KINETICS_NO_TEST):
         splits += ("test",)
     if cfg["source"] == "music" and _opt(cfg, "test_list") == "avgn":
         splits += ("duet",)
+    if has_offscreen_split(cfg):
+        splits += (OFFSCREEN_SPLIT,)
     return splits
 
 
@@ -655,7 +679,8 @@ def _combine(train: pd.DataFrame, test: pd.DataFrame, dataset: str) -> pd.DataFr
 def eval_only(frame: pd.DataFrame, n_chunks: int) -> pd.DataFrame:
     """A finalized manifest without its ``train`` membership (datasets with ``train_from``): train-only clips are
     dropped, clips of several splits keep the others; chunks are reassigned and label indices recomputed over the
-    labels that remain (the manifest contract: index into the sorted label list of the manifest)."""
+    labels that remain (the manifest contract: index into the sorted label list of the manifest; an
+    :data:`~avbench.manifest.UNKNOWN_LABEL` clip keeps index -1)."""
     kept = [[s for s in members if s != "train"] for members in split_lists(frame)]
     mask = [bool(k) for k in kept]
     out = frame.loc[mask].copy()
@@ -664,8 +689,9 @@ def eval_only(frame: pd.DataFrame, n_chunks: int) -> pd.DataFrame:
     out["splits"] = [json.dumps(k) for k in remaining]
     out = out.reset_index(drop=True)
     sources = [json.loads(v) for v in out["sources"]]
-    labels = sorted(set(out["label"]) | {src["label"] for entry in sources for src in entry})
+    labels = sorted((set(out["label"]) | {src["label"] for entry in sources for src in entry}) - {UNKNOWN_LABEL})
     index = {label: i for i, label in enumerate(labels)}
+    index[UNKNOWN_LABEL] = UNKNOWN_LABEL_IDX
     out["label_idx"] = out["label"].map(index).astype("int64")
     out["sources"] = [json.dumps([{**src, "label_idx": index[src["label"]]} for src in entry]) for entry in sources]
     out["chunk"] = assign_chunks(out, n_chunks)
@@ -703,7 +729,44 @@ def _finish(frame: pd.DataFrame, dataset: str, n_chunks: int) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     if "boxes" in frame:
         frame["boxes"] = [b if isinstance(b, list) else [] for b in frame["boxes"]]
-    return finalize_manifest(frame, dataset=dataset, n_chunks=n_chunks, labels=sorted(set(frame["label"])))
+    # UNKNOWN_LABEL is not a class: it stays out of the label list (index -1), so labelled clips keep their indices
+    labels = sorted(set(frame["label"]) - {UNKNOWN_LABEL})
+    return finalize_manifest(frame, dataset=dataset, n_chunks=n_chunks, labels=labels)
+
+
+def _with_offscreen(frame: pd.DataFrame, files: Mapping[str, Path], dataset: str) -> pd.DataFrame:
+    """Add Extended VGG-SS's off-screen-sound clips (rows ``video == audio`` of :data:`VGGSS_EXTENDED_LIST`) as
+    members of :data:`OFFSCREEN_SPLIT` to a combined (not yet finalized) VGG-SS manifest frame.
+
+    A clip that is not in the frame gets a row of its own: label :data:`~avbench.manifest.UNKNOWN_LABEL` (index -1:
+    without vggsound.csv nothing names its class, and the negatives do not need one), no boxes. A clip that is
+    already a training clip keeps its row and label and becomes a member of the split too. A listed off-screen clip
+    that is a test clip contradicts the list (those are VGG-SS frames with their own, on-screen sound): an error
+    naming the file and row.
+    """
+    from avbench.sources._io import clip_frame, row_error
+    from avbench.sources.vggss import read_vggss_plus_silent
+
+    path = _file(files, VGGSS_EXTENDED_LIST)
+    listed = read_vggss_plus_silent(path)
+    own = listed[listed["same_clip"]].drop_duplicates("video")
+    members = {cid: list(m) for cid, m in zip(frame["clip_id"], frame["splits"], strict=True)}
+    for cid, row in zip(own["video"], own["row"], strict=True):
+        if "test" in members.get(cid, []):
+            raise row_error(path, int(row), f"off-screen clip {cid!r} is a test clip of dataset {dataset!r}; "
+                            "Extended VGG-SS lists only clips outside VGG-SS as off-screen negatives")
+    present = own["video"].isin(members.keys())
+    out = frame.copy()
+    if present.any():
+        shared = set(own.loc[present, "video"])
+        out["splits"] = [[*m, OFFSCREEN_SPLIT] if c in shared else list(m)
+                         for c, m in zip(out["clip_id"], out["splits"], strict=True)]
+    new = clip_frame(own.loc[~present, "video"])
+    new = new.assign(label=UNKNOWN_LABEL, split=OFFSCREEN_SPLIT, boxes=[[] for _ in range(len(new))],
+                     splits=[[OFFSCREEN_SPLIT] for _ in range(len(new))])
+    log.info("dataset %s: %d off-screen clips of %s in split %s (%d of them also training clips)", dataset,
+             len(own), path.name, OFFSCREEN_SPLIT, int(present.sum()))
+    return pd.concat([out, new], ignore_index=True)
 
 
 def _vggss_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, Path], n_chunks: int,
@@ -723,7 +786,10 @@ def _vggss_manifest(dataset: str, cfg: Mapping[str, Any], files: Mapping[str, Pa
             train = _with_labels(subsets.read_clip_ids(_file(files, rel)), _vggsound(files), dataset)
     clean_ids = _vgg_test_ids(files) if mode == "clean" else set()
     train = _train_rows(train, set(test["clip_id"]), mode, cfg, clean_ids, dataset)
-    return _finish(_youtube(_combine(train, test, dataset)), dataset, n_chunks)
+    frame = _combine(train, test, dataset)
+    if has_offscreen_split(cfg):
+        frame = _with_offscreen(frame, files, dataset)
+    return _finish(_youtube(frame), dataset, n_chunks)
 
 
 def _vggsound_manifest(dataset: str, files: Mapping[str, Path], n_chunks: int) -> pd.DataFrame:

@@ -111,6 +111,8 @@ def label_vocabulary(manifest: pd.DataFrame) -> dict[int, str]:
             pairs.append((int(src["label_idx"]), str(src["label"])))
     vocab: dict[int, str] = {}
     for idx, label in pairs:
+        if idx < 0:  # clips of unknown class (manifest.UNKNOWN_LABEL_IDX, e.g. off-screen negatives): not a class
+            continue
         if vocab.setdefault(idx, label) != label:
             raise ValueError(f"manifest: label_idx {idx} names both {vocab[idx]!r} and {label!r}")
     return vocab
@@ -629,6 +631,25 @@ def evaluate_segmentation(model: torch.nn.Module, test: TestSet, masks: Mapping[
 
 
 # --- one evaluation job ----------------------------------------------------------------------------------
+def _offscreen_set(shards: str | Path | None, loader_kwargs: dict[str, Any], dataset: str) -> TestSet | None:
+    """The off-screen-sound clips of an official extended list, decoded once like the test split (the same loader
+    settings, so their images and spectrograms match what the model sees for positives); None without shards or
+    when the split has no sample (every clip unavailable: the rows are then counted, not scored)."""
+    if not shards:
+        return None
+    from avbench.shards import read_index
+
+    index_path = Path(shards) / "index.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"{dataset}: off-screen shards {shards} have no index.json (not a shard directory)")
+    n_samples = int(read_index(shards).get("n_samples") or 0)
+    if not n_samples:
+        log.warning("%s: off-screen shards %s hold no clip; the off-screen negatives are counted, not scored",
+                    dataset, shards)
+        return None
+    return TestSet(ClipDataset(shards, split_kind="test", **loader_kwargs))
+
+
 def evaluate_method(
     method: str, method_cfg: dict[str, Any], *, test_shards: Path, model_path: str | None,
     duet_shards: str | None, mixtures: list[str], eval_cfg: dict[str, Any], seed: int, threads: int,
@@ -636,6 +657,7 @@ def evaluate_method(
     ingest: str | Path | None = None, mask_gt: str | None = None,
     train_manifest: str | Path | None = None, train_dataset: str | None = None,
     extended: str | None = "seeded", extended_list: str | Path | None = None,
+    offscreen_shards: str | Path | None = None,
 ) -> dict[str, Any]:
     """Every task of one (dataset, method) job; the test split is decoded once and its maps computed once.
 
@@ -644,14 +666,18 @@ def evaluate_method(
     ``localization`` GT itself (VGGSound-Instruments). ``train_manifest``: the manifest of the dataset the model
     was trained on when it is not this one (``train_from``): class-aware maps then go through
     :func:`class_mapping`. ``extended``: ``seeded`` (SynthAV's mismatched-audio negatives), ``official`` (the
-    SLAVC list ``extended_list``; its off-screen-sound clips are not part of any test split yet, so they are
-    counted, not scored), ``positives`` (no negatives: positives-only SLAVC numbers such as OneAVM's F1) or None
-    (no extended task).
+    SLAVC list ``extended_list``), ``positives`` (no negatives: positives-only SLAVC numbers such as OneAVM's F1)
+    or None (no extended task). ``offscreen_shards``: with ``official``, the shards of the list's off-screen-sound
+    clips (split ``avbench.datasets.OFFSCREEN_SPLIT``), decoded once and scored as their own negatives; without
+    them (or when none of those clips could be fetched) the off-screen rows are counted, not scored.
     """
     if mask_gt not in (None, "segmentation", "localization"):
         raise ValueError(f"mask_gt must be None, 'segmentation' or 'localization', got {mask_gt!r}")
     if extended not in (None, "seeded", "official", "positives"):
         raise ValueError(f"extended must be None, 'seeded', 'official' or 'positives', got {extended!r}")
+    if offscreen_shards and extended != "official":
+        raise ValueError(f"{dataset}: offscreen_shards ({offscreen_shards}) are negatives of the official extended "
+                         f"list, but extended is {extended!r}")
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     model, data_cfg = load_method(method, method_cfg, model_path)
@@ -691,7 +717,8 @@ def evaluate_method(
                 raise ValueError(f"{dataset}: extended=official needs the official extended list")
             from avbench.sources.vggss import read_extended_list
 
-            negatives, info = official_negatives(test, read_extended_list(extended_list))
+            offscreen = _offscreen_set(offscreen_shards, loader_kwargs, dataset)
+            negatives, info = official_negatives(test, read_extended_list(extended_list), offscreen=offscreen)
         result = evaluate_extended(model, test, primary, seed=seed, batch_size=batch_size, positive_maps=maps,
                                    negatives=negatives)
         if result is None:

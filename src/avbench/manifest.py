@@ -16,6 +16,12 @@ import pandas as pd
 
 from avbench.ids import clip_id, youtube_url
 
+# A clip whose class is not known (Extended VGG-SS's off-screen clips: no list names their class without
+# vggsound.csv). It is never part of a label list, so its index is -1 and the indices of labelled clips do not
+# depend on whether such clips are in the manifest.
+UNKNOWN_LABEL = "unknown"
+UNKNOWN_LABEL_IDX = -1
+
 MANIFEST_COLUMNS = [
     "clip_id", "ytid", "start_s", "end_s", "label", "label_idx", "split", "splits", "dataset", "url", "boxes",
     "sources", "chunk",
@@ -75,12 +81,14 @@ def assign_chunks(frame: pd.DataFrame, n_chunks: int) -> pd.Series:
 def finalize_manifest(frame: pd.DataFrame, *, dataset: str, n_chunks: int, labels: list[str]) -> pd.DataFrame:
     """Add label indices, JSON columns and chunks; check ids are unique; order columns.
 
-    ``splits`` (optional, list per clip, primary split first) defaults to ``[split]``.
+    ``splits`` (optional, list per clip, primary split first) defaults to ``[split]``. A clip labelled
+    :data:`UNKNOWN_LABEL` (not in ``labels``) gets ``label_idx`` :data:`UNKNOWN_LABEL_IDX`.
     """
     duplicated = frame["clip_id"][frame["clip_id"].duplicated()]
     if len(duplicated):
         raise ValueError(f"dataset {dataset!r}: duplicated clip ids in metadata: {sorted(duplicated)[:5]}")
     index = {label: i for i, label in enumerate(labels)}
+    index.setdefault(UNKNOWN_LABEL, UNKNOWN_LABEL_IDX)
     unknown = sorted(set(frame["label"]) - set(index))
     if unknown:
         raise ValueError(f"dataset {dataset!r}: labels missing from the label list: {unknown[:5]}")

@@ -204,6 +204,9 @@ def evaluate(*, summary: str, per_sample: str, eval_cfg: dict, method_cfg: dict,
                          "dataset's ingest table as input 'ingest'")
     if options["extended"] == "official" and not inputs.get("extended_list"):
         raise ValueError(f"evaluate {wildcards['dataset']}: the official extended set needs input 'extended_list'")
+    if inputs.get("offscreen") and options["extended"] != "official":
+        raise ValueError(f"evaluate {wildcards['dataset']}: input 'offscreen' (off-screen clip shards) is only "
+                         f"scored with the official extended list, but extended is {options['extended']!r}")
     evaluate_method(
         wildcards["method"], method_cfg, test_shards=Path(inputs["test"]), model_path=inputs.get("model"),
         duet_shards=inputs.get("duet"), mixtures=inputs.get("mixtures") or [], eval_cfg=eval_cfg, seed=seed,
@@ -214,6 +217,7 @@ def evaluate(*, summary: str, per_sample: str, eval_cfg: dict, method_cfg: dict,
         ingest=inputs.get("ingest"), mask_gt=options["mask_gt"],
         train_manifest=inputs.get("train_manifest"), train_dataset=options["train_dataset"],
         extended=options["extended"], extended_list=inputs.get("extended_list"),
+        offscreen_shards=Path(inputs["offscreen"]) if inputs.get("offscreen") else None,
     )
 
 

@@ -147,9 +147,19 @@ class WorkflowPaths:
         return {"mask_gt": self.MASK_GT.get(source), "train_dataset": train if train != dataset else None,
                 "extended": "official" if source in self.EXTENDED_LISTS else "positives"}
 
+    def eval_offscreen(self, dataset: str) -> str | None:
+        """Shards of Extended VGG-SS's off-screen-sound clips (``avbench.datasets.OFFSCREEN_SPLIT``), for a dataset
+        whose manifest has that split; its evaluation scores them as negatives of the official extended list."""
+        from avbench.datasets import OFFSCREEN_SPLIT
+
+        if not self.is_real(dataset) or OFFSCREEN_SPLIT not in self.shard_splits(dataset):
+            return None
+        return self.shard_dir(dataset, OFFSCREEN_SPLIT)
+
     def eval_extra_inputs(self, dataset: str) -> dict[str, Any]:
         """Inputs of rule ``evaluate`` that :meth:`eval_options` needs: the placed dataset's ingest table (its mask
-        files), the training dataset's manifest (its class vocabulary) and the official extended list."""
+        files), the training dataset's manifest (its class vocabulary), the official extended list and, where the
+        manifest has them, the shards of that list's off-screen clips (:meth:`eval_offscreen`)."""
         if not self.is_real(dataset):
             return {}
         options = self.eval_options(dataset)
@@ -160,6 +170,9 @@ class WorkflowPaths:
             inputs["train_manifest"] = self.manifest(options["train_dataset"])
         if options["extended"] == "official":
             inputs["extended_list"] = self.metadata_path(self.EXTENDED_LISTS[self.source(dataset)])
+            offscreen = self.eval_offscreen(dataset)
+            if offscreen:
+                inputs["offscreen"] = offscreen
         return inputs
 
     def eval_summary(self, dataset: str, method: str) -> str:

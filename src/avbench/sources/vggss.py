@@ -183,7 +183,8 @@ def read_plus_silent(path: PathLike, id_kind: str = "clip") -> pd.DataFrame:
     """SLAVC ``*_plus_silent.csv`` (header ``video,audio,label``; Extended VGG-SS / Extended Flickr).
 
     ``id_kind='clip'`` validates canonical clip ids, ``'flickr'`` numeric Flickr ids.
-    Columns: ``video, audio, label, same_clip`` (``video == audio``: an off-screen-sound clip).
+    Columns: ``video, audio, label, same_clip`` (``video == audio``: an off-screen-sound clip), ``row`` (the
+    file's row number, for errors that name the row).
     """
     rows = []
     for n, fields in read_rows(path, header=["video", "audio", "label"]):
@@ -195,8 +196,8 @@ def read_plus_silent(path: PathLike, id_kind: str = "clip") -> pd.DataFrame:
                 raise row_error(path, n, f"not numeric Flickr ids: {video!r}, {audio!r}")
         else:
             raise ValueError(f"id_kind must be 'clip' or 'flickr', got {id_kind!r}")
-        rows.append((video, audio, label, video == audio))
-    return pd.DataFrame(rows, columns=["video", "audio", "label", "same_clip"])
+        rows.append((video, audio, label, video == audio, n))
+    return pd.DataFrame(rows, columns=["video", "audio", "label", "same_clip", "row"])
 
 
 def read_vggss_plus_silent(path: PathLike) -> pd.DataFrame:
