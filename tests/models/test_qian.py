@@ -52,7 +52,7 @@ def test_margin_contrastive_by_hand() -> None:
 
 
 def test_ava_loss_by_hand() -> None:
-    model = _model(margin=1.0)
+    model = _model(margin=1.0, drop_same_class_negatives=False)
     e = torch.eye(2)
     # 2 clips x 2 classes, embeddings [B, C, E]: clip 0 class 0 = e0, clip 1 class 1 = e1 on both modalities.
     ga = torch.stack([torch.stack([e[0], e[1]]), torch.stack([e[0], e[1]])])
@@ -64,6 +64,9 @@ def test_ava_loss_by_hand() -> None:
     # a(0,0)-v(1,1) D=sqrt2 -> 0, a(1,1)-v(0,0) sqrt2 -> 0, a(1,1)-v(1,0) sqrt2 -> 0: mean = 1/4.
     loss = model.ava_loss(ga, gv, valid_a, valid_v)
     torch.testing.assert_close(loss, torch.tensor(0.25), atol=1e-3, rtol=0)
+    # Without same-class negatives a(0,0)-v(1,0) (class 0 in two clips) is no negative: the other three give 0.
+    model.drop_same_class_negatives = True
+    torch.testing.assert_close(model.ava_loss(ga, gv, valid_a, valid_v), torch.tensor(0.0), atol=1e-3, rtol=0)
 
 
 def test_weighted_pool_by_hand() -> None:
@@ -157,10 +160,10 @@ def test_interfaces_and_side_by_side(stage2: bool) -> None:
     img, spec = batch["image"], batch["spec"]
     canvas = torch.cat([img, img.flip(0)], dim=-1)
     maps = model.localize(img, spec)
-    assert maps.shape == (2, 7, 7) and maps.min() >= 0 and maps.max() <= 1 + 1e-5
-    assert model.localize(canvas, spec).shape == (2, 7, 14)
+    assert maps.shape == (2, 14, 14) and maps.min() >= 0 and maps.max() <= 1 + 1e-5  # stride 8
+    assert model.localize(canvas, spec).shape == (2, 14, 28)
     cls_maps = model.localize_class(canvas, spec, torch.tensor([0, 3]))
-    assert cls_maps.shape == (2, 7, 14) and cls_maps.abs().max() <= 1 + 1e-5
+    assert cls_maps.shape == (2, 14, 28) and cls_maps.abs().max() <= 1 + 1e-5
     v, a = model.embed(img, spec)
     assert v.shape == a.shape == (2, 8)
     torch.testing.assert_close(v.norm(dim=1), torch.ones(2))
