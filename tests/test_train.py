@@ -157,7 +157,8 @@ def test_train_from_config_ties_qian_stage_switch_to_the_configured_epochs(monke
     monkeypatch.setattr(train_mod, "train", lambda method, model_cfg, *a, **kw: seen.update(model_cfg, **kw))
     common = {"train_shards": tmp_path, "out_dir": tmp_path, "seed": 0, "threads": 1, "log_path": tmp_path / "l"}
     train_mod.train_from_config("qian", {"preset": "cpu", "epochs": 8}, **common)
-    assert seen["total_epochs"] == 8 and seen["epochs"] == 8 and seen["lr_schedule"] == "constant"
+    # the preset's schedule (cosine since session 3) reaches the loop
+    assert seen["total_epochs"] == 8 and seen["epochs"] == 8 and seen["lr_schedule"] == "cosine"
     # An explicit model setting wins; methods without the argument never receive it.
     train_mod.train_from_config("qian", {"preset": "cpu", "epochs": 8, "model": {"total_epochs": 20}}, **common)
     assert seen["total_epochs"] == 20
