@@ -98,9 +98,38 @@ def test_mask_unet_shapes_and_conditioning(depth: int, levels: int, pool: int | 
     assert all(p.grad is not None for p in net.parameters())
 
 
+def test_mask_unet_frequency_prior_adds_the_interpolated_envelope() -> None:
+    torch.manual_seed(0)
+    plain = sep.MaskUNet(cond_dim=3, depth=2, levels=2, base=4)
+    torch.manual_seed(0)
+    with_prior = sep.MaskUNet(cond_dim=3, depth=2, levels=2, base=4, freq_prior=2)
+    plain.eval(), with_prior.eval()
+    x, c = torch.randn(2, 1, 32, 8), torch.randn(2, 3)
+    # zero-initialised: identical to the plain decoder until trained
+    torch.testing.assert_close(with_prior(x, c), plain(x, c))
+    with torch.no_grad():
+        with_prior.prior.bias.copy_(torch.tensor([0.0, 3.0]))  # two control points: 0 at the lowest bin, 3 at the top
+    envelope = torch.linspace(0.0, 3.0, 32)[None, :, None]
+    torch.testing.assert_close(with_prior(x, c) - plain(x, c), envelope.expand(2, 32, 8))
+    with_prior(x, c).sum().backward()
+    assert with_prior.prior.weight.grad is not None and with_prior.prior.weight.grad.abs().sum() > 0
+
+
+def test_mask_unet_frequency_coordinate_channel() -> None:
+    net = sep.MaskUNet(cond_dim=2, depth=2, levels=2, base=4, pool=(2, 1), freq_coord=True)
+    seen = {}
+    net.inc.register_forward_hook(lambda mod, args, out: seen.update(x=args[0]))
+    net(torch.randn(3, 1, 30, 5), torch.randn(3, 2))
+    x = seen["x"]  # 30 bins padded to 32 and pooled by 2 -> 16 rows; 5 frames padded to 8
+    assert x.shape == (3, 2, 16, 8)
+    torch.testing.assert_close(x[:, 1], torch.linspace(-1.0, 1.0, 16)[None, :, None].expand(3, 16, 8))
+
+
 def test_mask_unet_rejects_bad_depth() -> None:
     with pytest.raises(ValueError):
         sep.MaskUNet(cond_dim=2, depth=2, levels=3)
+    with pytest.raises(ValueError, match="freq_prior"):
+        sep.MaskUNet(cond_dim=2, depth=2, levels=2, freq_prior=1)
 
 
 def test_oracle_dominance_mask_beats_mixture() -> None:

@@ -51,17 +51,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # small U-Net (4 levels, 4 transposed convs, base 4) on a 16 kHz 512/256 STFT pooled 2 (freq) x 4 (time).
     # The decoder is conditioned on the localized visual feature (``sep_condition``): a probe of the earlier
     # max-pooled conditioning found it barely class-separable (nearest-centroid accuracy 0.22 over 8 classes vs
-    # 0.53 localized) and the decoder's masks at chance. Measured, seed 0 (session 3, /tmp/exp runs): localization
-    # cIoU@0.5 0.54, duet class-aware cIoU@0.3 0.40 vs EZ-VSL 0.21 on the same shards; SDR -1.3 dB vs mixture
-    # 0.1 dB (the decoder reaches ~0.6 weighted mask accuracy; more decoder steps help: a frozen-encoder probe gave
-    # 0.69 after 300 steps). Tried and worse on the same run: decoder lr x3 (cIoU 0.21, -3.6 dB), MAS detached
-    # from the encoders (0.34, -4.1 dB), 8 epochs (0.32, -3.7 dB); the previous 4-stage zero-padded recipe
-    # (6 epochs, lr 2e-3) did not learn localization here (cIoU 0.0, duet 0.0, SDR 0.05 dB).
+    # 0.53 localized). The decoder sees absolute frequency (``decoder_freq_coord``) and adds a condition-driven
+    # spectral envelope to its logits (``decoder_freq_prior``): a conv U-Net is translation-equivariant in
+    # frequency, while which bins a source dominates depends mostly on its class's band. Measured, seed 0
+    # (session 4, /tmp/exp runs on the demo shards; mixture SDR 0.09 dB): without either, binarised-mask SDR
+    # -1.33 dB (21 silent estimates); coordinate only -1.8 dB; envelope only +3.0 dB but duet class-aware
+    # cIoU@0.3 0.21 (= EZ-VSL); both +4.6 dB, duet 0.33, localization cIoU@0.5 0.48. Frozen-encoder decoder
+    # probes (400 steps) agree: weighted mask accuracy 0.65 plain, 0.68 with the coordinate, 0.64 already after
+    # 100 steps with the envelope. Tried and worse earlier: decoder lr x3 (cIoU 0.21, -3.6 dB), MAS detached
+    # from the encoders (0.34, -4.1 dB), 8 epochs (0.32, -3.7 dB), SoP's output head (a condition-weighted sum of
+    # K decoder maps) in the probe.
     "cpu": {
         "model": {"dim": 128, "width": 16, "audio_width": 16, "last_stride": 1, "tau": 0.03,
                   "alpha": 0.5, "decoder_depth": 4, "decoder_levels": 4, "decoder_base": 4, "decoder_pool": [2, 4],
                   "frontend": "mel64_16k", "stft": "cpu_16k", "mas_weighting": "sop", "sep_lr_mult": 1.0,
-                  "padding_mode": "replicate", "visual_stages": 3, "sep_condition": "localized"},
+                  "padding_mode": "replicate", "visual_stages": 3, "sep_condition": "localized",
+                  "decoder_freq_coord": True, "decoder_freq_prior": 64},
         "data": {"image_size": 112, "frontend": "mel64_16k", "audio_duration_s": 3.0, "return_wave": True},
         "train": {"epochs": 12, "batch_size": 32, "lr": 3e-3, "lr_schedule": "cosine"},
     },
@@ -80,7 +85,8 @@ class OneAVM(nn.Module):
     ``ResNet18Trunk`` options, as in EZ-VSL), ``tau``, ``pretrained_path`` (ImageNet
     ResNet-18 state_dict file), ``frontend`` (spectrogram front end of the mixtures: must equal the data
     section's), ``sample_rate`` (rate of the batch waves), ``stft`` (``separation.STFT_PRESETS`` name),
-    ``decoder_levels``, ``decoder_base``, ``decoder_pool`` (``separation.MaskUNet``), ``sep_lr_mult`` (decoder lr
+    ``decoder_levels``, ``decoder_base``, ``decoder_pool``, ``decoder_freq_coord``, ``decoder_freq_prior``
+    (``separation.MaskUNet``'s ``pool``, ``freq_coord``, ``freq_prior``), ``sep_lr_mult`` (decoder lr
     multiplier in ``param_groups``). ``sep_condition`` [ours]: the visual part of the decoder's condition, ``max``
     (max-pooled trunk map of the base frame, the paper's "visual embedding") or ``localized`` (the trunk map pooled
     with the frame's softmax localization map of the mixture, so silent objects in the frame do not condition the
@@ -106,6 +112,8 @@ class OneAVM(nn.Module):
         decoder_levels: int = 4,
         decoder_base: int = 16,
         decoder_pool: int | Sequence[int] = 1,
+        decoder_freq_coord: bool = False,
+        decoder_freq_prior: int = 0,
         mas_target: sep.MaskTarget = "dominance",
         mas_weighting: str = "none",
         frontend: str = "mel64_16k",
@@ -152,7 +160,8 @@ class OneAVM(nn.Module):
         # direction (pairwise cos ~0.9 on SynthAV), so un-centred FiLM inputs barely differ between sources
         self.cond_norm = nn.BatchNorm1d(cv + ca)
         self.g_sep = sep.MaskUNet(cond_dim=cv + ca, depth=decoder_depth, levels=decoder_levels, base=decoder_base,
-                                   pool=decoder_pool if isinstance(decoder_pool, int) else tuple(decoder_pool))
+                                   pool=decoder_pool if isinstance(decoder_pool, int) else tuple(decoder_pool),
+                                   freq_coord=decoder_freq_coord, freq_prior=decoder_freq_prior)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """[ours] The MAS decoder may train at ``sep_lr_mult * lr`` (SoP: 10x the frame net's lr, PROTOCOLS 2.5)."""

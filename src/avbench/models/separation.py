@@ -168,12 +168,16 @@ class MaskUNet(nn.Module):
     ``levels`` stride-2 encoder convs (channels ``base * 2^l``, capped at ``max_channels``); decoder of ``depth``
     transposed convs (``depth >= levels``). The input is replicate-padded to a multiple of ``pool * 2^levels`` and
     the logits cropped back, so any STFT size works. ``pool`` (int or (freq, time)) average-pools the input
-    and bilinearly upsamples the logits (a cheaper, coarser mask for CPU recipes).
+    and bilinearly upsamples the logits (a cheaper, coarser mask for CPU recipes). [ours] options for a decoder
+    that must know *where* in frequency a source lives (convolutions alone are translation-equivariant):
+    ``freq_coord`` appends a frequency-coordinate channel (-1 at the lowest row, +1 at the highest) to the input;
+    ``freq_prior`` = K > 0 adds to the logits a per-frequency envelope predicted from the condition (K control
+    points, linearly interpolated over the rows, constant over time; zero-initialised).
     """
 
     def __init__(
         self, cond_dim: int, depth: int = 8, levels: int = 4, base: int = 16, max_channels: int = 256,
-        pool: int | tuple[int, int] = 1,
+        pool: int | tuple[int, int] = 1, freq_coord: bool = False, freq_prior: int = 0,
     ) -> None:
         super().__init__()
         if levels < 1 or depth < levels:
@@ -182,8 +186,9 @@ class MaskUNet(nn.Module):
         if min(pool_ft) < 1:
             raise ValueError(f"pool must be >= 1, got {pool}")
         self.depth, self.levels, self.pool = depth, levels, pool_ft
+        self.freq_coord = bool(freq_coord)
         ch = [min(base * 2**lv, max_channels) for lv in range(levels + 1)]
-        self.inc = nn.Sequential(nn.Conv2d(1, ch[0], 3, padding=1, bias=False), *_bn_act(ch[0]))
+        self.inc = nn.Sequential(nn.Conv2d(1 + self.freq_coord, ch[0], 3, padding=1, bias=False), *_bn_act(ch[0]))
         self.down = nn.ModuleList(
             nn.Sequential(nn.Conv2d(ch[lv], ch[lv + 1], 4, stride=2, padding=1, bias=False), *_bn_act(ch[lv + 1]))
             for lv in range(levels)
@@ -205,6 +210,13 @@ class MaskUNet(nn.Module):
             ))
             self.film_up.append(FiLM(cond_dim, ch[lv - 1]))
         self.head = nn.Conv2d(2 * ch[0], 1, 1)
+        self.freq_prior = int(freq_prior)
+        if self.freq_prior < 0 or self.freq_prior == 1:
+            raise ValueError(f"freq_prior must be 0 (off) or >= 2 control points, got {freq_prior}")
+        if self.freq_prior:
+            self.prior = nn.Linear(cond_dim, self.freq_prior)
+            nn.init.zeros_(self.prior.weight)
+            nn.init.zeros_(self.prior.bias)
 
     def forward(self, log_mag: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         f, t = log_mag.shape[-2:]
@@ -213,6 +225,9 @@ class MaskUNet(nn.Module):
         x = F.pad(log_mag, (0, pad_t, 0, pad_f), mode="replicate") if (pad_f or pad_t) else log_mag
         if pooled:  # [ours] CPU budget: run the U-Net on a pooled grid, upsample the logits back
             x = F.avg_pool2d(x, self.pool)
+        if self.freq_coord:  # [ours] convolutions are blind to absolute frequency; a source's band is not
+            coord = torch.linspace(-1.0, 1.0, x.shape[-2], device=x.device, dtype=x.dtype)
+            x = torch.cat([x, coord[:, None].expand(x.shape[0], 1, -1, x.shape[-1])], dim=1)
         skips = [self.inc(x)]
         for down in self.down:
             skips.append(down(skips[-1]))
@@ -223,6 +238,9 @@ class MaskUNet(nn.Module):
             inp = h if k == 0 else torch.cat([h, skips[self.levels - k]], dim=1)
             h = film(up(inp), cond)
         logits = self.head(torch.cat([h, skips[0]], dim=1))
+        if self.freq_prior:
+            env = F.interpolate(self.prior(cond)[:, None], size=logits.shape[-2], mode="linear", align_corners=True)
+            logits = logits + env[:, :, :, None]
         if pooled:
             logits = F.interpolate(logits, scale_factor=self.pool, mode="bilinear", align_corners=False)
         return logits[:, 0, :f, :t]
