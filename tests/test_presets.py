@@ -197,6 +197,15 @@ def test_use_methods_selects_entries_and_names_unknown_ones() -> None:
         WorkflowPaths({"methods": methods, "use_methods": ["slavc"]}).trained_methods()
 
 
+def test_priority_orders_training_but_stays_out_of_the_job_params() -> None:
+    paths = WorkflowPaths(yaml.safe_load((REPO / "config.yaml").read_text()))
+    # the demo's two longest trainings start first; the others keep Snakemake's default priority
+    assert paths.train_priority("qian") == paths.train_priority("oneavm") == 1
+    assert paths.train_priority("ezvsl") == 0
+    assert paths.method_cfg("qian") == {"preset": "cpu"}  # no rerun when only the priority changes
+    assert paths.method_cfg("not_configured") == {}
+
+
 def test_train_from_paths_and_errors() -> None:
     from avbench.config import ConfigError
 

@@ -9,6 +9,8 @@ SHARD_SPLITS_SYNTHAV = ("train", "test", "duet")
 TASKS = ("localization", "extended", "multisource", "retrieval", "separation", "segmentation")
 # Figures of the `plot` rule, one set per evaluated dataset (avbench.plots.dataset_figures).
 PLOT_FIGURES = ("success_curves", "overlays", "separation")
+# Keys of a `methods` entry that steer Snakemake, not the model: kept out of the jobs' params (rerun triggers).
+SCHEDULING_KEYS = ("priority",)
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,15 @@ class WorkflowPaths:
     @property
     def root(self) -> str:
         return self.config["results_dir"]
+
+    # --- per method --------------------------------------------------------------------------------------
+    def method_cfg(self, method: str) -> dict[str, Any]:
+        """``methods.<method>`` without its scheduling keys, so changing a job's priority retrains nothing."""
+        entry = self.config.get("methods", {}).get(method, {})
+        return {k: v for k, v in entry.items() if k not in SCHEDULING_KEYS}
+
+    def train_priority(self, method: str) -> int:
+        return int(self.config.get("methods", {}).get(method, {}).get("priority", 0))
 
     # --- per dataset -------------------------------------------------------------------------------------
     def datasets(self) -> list[str]:

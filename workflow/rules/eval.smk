@@ -9,7 +9,7 @@ rule evaluate:
         per_sample=f"{R}/eval/{{dataset}}/{{method}}/per_sample.parquet",
     params:
         eval_cfg=config["eval"],
-        method_cfg=lambda w: config.get("methods", {}).get(w.method, {}),
+        method_cfg=lambda w: paths.method_cfg(w.method),
         seed=config["seed"],
         eval_options=lambda w: paths.eval_options(w.dataset),
     threads: config["threads"]

@@ -29,7 +29,7 @@ rule plot:
         ),
     params:
         methods=paths.evaluated_methods(),
-        method_cfgs=lambda w: {m: config.get("methods", {}).get(m, {}) for m in paths.evaluated_methods()},
+        method_cfgs=lambda w: {m: paths.method_cfg(m) for m in paths.evaluated_methods()},
         model_paths=lambda w: {m: paths.eval_model(w.dataset, m) for m in paths.trained_methods()},
         eval_cfg=config["eval"],
         seed=config["seed"],

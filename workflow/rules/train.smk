@@ -9,9 +9,10 @@ rule train:
         model=f"{R}/models/{{dataset}}/{{method}}/final.pt",
         train_log=f"{R}/models/{{dataset}}/{{method}}/train_log.csv",
     params:
-        method_cfg=lambda w: config["methods"][w.method],
+        method_cfg=lambda w: paths.method_cfg(w.method),
         seed=config["seed"],
     threads: config["threads"]
+    priority: lambda w: paths.train_priority(w.method)
     log:
         f"{R}/logs/train/{{dataset}}/{{method}}.log",
     benchmark:
