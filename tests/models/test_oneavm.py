@@ -152,7 +152,11 @@ def test_presets_and_registry() -> None:
     assert get_preset("oneavm", "cpu")["data"]["image_size"] == 112
     paper = create("oneavm", preset="paper")
     assert isinstance(paper, OneAVM) and paper.visual.out_channels == 512 and paper.stft_cfg.sample_rate == 8000
-    assert isinstance(create("oneavm", preset="cpu"), OneAVM)
+    cpu = create("oneavm", preset="cpu")
+    assert isinstance(cpu, OneAVM)
+    # the cpu decoder knows absolute frequency; the paper's does not
+    assert cpu.g_sep.freq_coord and cpu.g_sep.freq_prior == 64
+    assert not paper.g_sep.freq_coord and paper.g_sep.freq_prior == 0
 
 
 class _Clips(Dataset):

@@ -182,6 +182,8 @@ def test_presets_and_registry() -> None:
     paper = create("qian", preset="paper")
     assert isinstance(paper, Qian) and paper.num_classes == 11 and paper.stft_cfg.sample_rate == 11025
     assert isinstance(create("qian", preset="cpu"), Qian)
+    switched = _model(decoder_freq_coord=True, decoder_freq_prior=8)
+    assert switched.g_sep.freq_coord and switched.g_sep.freq_prior == 8
 
 
 class _Clips(Dataset):
