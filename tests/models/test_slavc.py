@@ -86,7 +86,7 @@ def test_localize_embed_shapes_and_momentum_eval() -> None:
             p.mul_(1.5).add_(0.01)
     batch = _batch(2, size=112)
     maps = model.localize(batch["image"], batch["spec"])
-    assert maps.shape == (2, 7, 7) and maps.abs().max() <= 1 / model.tau + 1e-3
+    assert maps.shape == (2, 14, 14) and maps.abs().max() <= 1 / model.tau + 1e-3
     v1, v2, a1, a2 = model.features(model.momentum, batch["image"], batch["spec"])  # use_mom_eval
     expected = (torch.einsum("ndhw,nd->nhw", v1, a1) + torch.einsum("ndhw,nd->nhw", v2, a2)) / (2 * model.tau)
     torch.testing.assert_close(maps, expected)
@@ -95,7 +95,7 @@ def test_localize_embed_shapes_and_momentum_eval() -> None:
     assert not torch.allclose(online_maps.eval().localize(batch["image"], batch["spec"]), maps)
     # 1x2 side-by-side canvas (448x224 protocol at the cpu scale): fully convolutional.
     wide = model.localize(torch.randn(2, 3, 112, 224), batch["spec"])
-    assert wide.shape == (2, 7, 14)
+    assert wide.shape == (2, 14, 28)
     v, a = model.embed(batch["image"], batch["spec"])
     assert v.shape == a.shape == (2, 16)
     torch.testing.assert_close(v.norm(dim=1), torch.ones(2))
@@ -133,7 +133,8 @@ def test_registry_presets() -> None:
     assert paper["data"]["frontend"] == "stonemo_16k_257x200" and paper["data"]["image_size"] == 224
     cpu = get_preset("slavc", "cpu")
     assert cpu["data"]["image_size"] == 112 and cpu["data"]["frontend"] == "mel64_16k"
-    assert cpu["model"]["width"] == 16 and cpu["model"]["last_stride"] == 2  # 3 stages: stride 16, 7x7
+    assert cpu["model"]["width"] == 16 and cpu["model"]["last_stride"] == 1  # 3 stages: stride 8, 14x14
+    assert cpu["model"]["dropout_img"] == 0.5 and cpu["train"]["lr_schedule"] == "cosine"
     model = create("slavc", preset="paper").eval()
     assert isinstance(model, SLAVC) and model.requires_training and not getattr(model, "uses_knn", False)
     with torch.no_grad():
@@ -163,4 +164,4 @@ def test_train_loop_integration(tmp_path: Path) -> None:
     # Two optimizer steps ran, so the EMA copy moved away from the initial weights but not onto the online ones.
     k = "visual_trunk.conv1.weight"
     assert not torch.equal(model.online[k.split(".")[0]].conv1.weight, model.momentum[k.split(".")[0]].conv1.weight)
-    assert model.localize(torch.randn(1, 3, 64, 64), torch.randn(1, 1, 64, 100)).shape == (1, 4, 4)
+    assert model.localize(torch.randn(1, 3, 64, 64), torch.randn(1, 1, 64, 100)).shape == (1, 8, 8)
