@@ -107,6 +107,9 @@ def test_metrics_in_range_and_tables_written(dag_run: Path) -> None:
         assert set(separation.loc[separation["method"] == method, "setting"]) == {"test", "test_soft_mask"}
     for column in ("ciou_sr@0.5", "auc", "avg_ciou"):
         assert table[column].between(0, 100).all(), column
+    # class-aware methods are also scored on the map of each clip's ground-truth class (the AVGN protocol)
+    by_class = table[table["setting"] == "sslalignment_adaptive_gt_class"]
+    assert set(by_class["method"]) == {"avgn", "m2vsl", "qian"}
     assert (dag_run / "tables/synthav_localization.csv").exists()
     assert (dag_run / "tables/synthav_localization.md").read_text().startswith("# synthav_localization")
     log = pd.read_csv(dag_run / "models/synthav/ezvsl/train_log.csv")

@@ -208,6 +208,55 @@ def test_cross_dataset_mixtures_use_the_training_class_indices(synth_split: dict
     assert agnostic.asked == [None, None]
 
 
+class GtClassPeakModel(torch.nn.Module):
+    """Class-agnostic map: flat. Class map: the top-left quarter (no embeddings, as a training-free model)."""
+
+    requires_training = False
+
+    def localize(self, images: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(images.shape[0], 8, 8)
+
+    def localize_class(self, images: torch.Tensor, specs: torch.Tensor, class_idx: torch.Tensor) -> torch.Tensor:
+        maps = torch.zeros(images.shape[0], 8, 8)
+        maps[:, :4, :4] = 1.0
+        return maps
+
+
+def test_single_source_gt_class_maps(synth_split: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    test = ev.TestSet(ClipDataset(synth_split["test"], split_kind="test", **LOADER))
+    model = RecordingModel()
+    maps = ev.localize_gt_class(model, test, 2)
+    assert maps is not None and maps.shape[0] == len(test)
+    assert [c for asked in model.asked for c in asked] == test.labels.tolist()  # each item: its own label
+    mapped = RecordingModel()
+    ev.localize_gt_class(mapped, test, 64, ev.class_mapping({0: "c2", 1: "x", 2: "c0", 3: "c1"},
+                                                            test.vocabulary(), "other"))
+    assert mapped.asked[0] == [{0: 2, 1: 3, 2: 0}[int(c)] for c in test.labels]
+    assert ev.localize_gt_class(model, test, 64, ev.class_mapping({0: "dog"}, test.vocabulary())) is None
+    with torch.no_grad():
+        assert ev.localize_gt_class(torch.nn.Identity(), test, 64) is None  # no class maps at all
+    unknown = ev.TestSet(ClipDataset(synth_split["test"], split_kind="test", **LOADER))
+    unknown.labels[0] = -1
+    assert ev.localize_gt_class(RecordingModel(), unknown, 64) is None
+    # in a summary: a separate setting beside the class-agnostic protocols, scored from the GT-class maps
+    peak = GtClassPeakModel()
+    monkeypatch.setattr(ev, "load_method", lambda *a, **k: (peak, {**LOADER, "image_size": 112}))
+    summary = ev.evaluate_method(
+        "fake", {}, test_shards=synth_split["test"], model_path=None, duet_shards=None, mixtures=[],
+        eval_cfg=EVAL_CFG, seed=0, threads=1, summary_path=tmp_path / "s.json",
+        per_sample_path=tmp_path / "p.parquet", dataset="t")
+    loc = summary["tasks"]["localization"]
+    primary = EVAL_CFG["primary_protocol"]
+    assert set(loc) == {*EVAL_CFG["protocols"], f"{primary}_gt_class"}
+    expected, _, _ = ev.evaluate_single_source(peak, test, [primary], 64, maps=ev.localize_gt_class(peak, test, 64),
+                                               embed=False)
+    for key, value in expected[primary].items():
+        assert _same(loc[f"{primary}_gt_class"][key], value), key
+    assert loc[f"{primary}_gt_class"]["avg_ciou"] != loc[primary]["avg_ciou"]
+    rows = pd.read_parquet(tmp_path / "p.parquet")
+    assert (rows["protocol"] == f"{primary}_gt_class").sum() == len(test)
+
+
 def test_train_from_summary_records_the_class_mapping(synth_split: dict, tmp_path: Path) -> None:
     manifest = tmp_path / "train_manifest.parquet"
     pd.DataFrame({"clip_id": ["a", "b"], "label": ["dog", "cat"], "label_idx": [1, 0],

@@ -304,11 +304,28 @@ def localize_all(model: torch.nn.Module, test: TestSet, batch_size: int) -> torc
     return torch.cat(maps)
 
 
+def localize_gt_class(model: torch.nn.Module, test: TestSet, batch_size: int,
+                      classes: ClassMapping = OWN_CLASSES) -> torch.Tensor | None:
+    """Each test item's map for its ground-truth class ``[N, h, w]``: the single-source protocol of the class-aware
+    papers (AVGN: "the source's class is the GT class", PROTOCOLS 6.4). None when the method has no class maps,
+    the classes do not reach it (``classes``), or an item's label is unknown."""
+    if not hasattr(model, "localize_class") or bool((test.labels < 0).any()):
+        return None
+    maps = []
+    with torch.no_grad():
+        for idx in test.ranges(batch_size):
+            cls = classes.classes(test.labels[idx])
+            if cls is None:
+                return None
+            maps.append(model.localize_class(test.images[idx], test.specs[idx], cls).detach())
+    return torch.cat(maps)
+
+
 def evaluate_single_source(model: torch.nn.Module, dataset: TestSet | ClipDataset | Sequence[dict[str, Any]],
                            protocols: list[str], batch_size: int, maps: torch.Tensor | None = None,
-                           ) -> tuple[dict[str, dict[str, float]], pd.DataFrame, dict]:
-    """Localization under every protocol (+ global embeddings for retrieval). ``maps``: the items' positive maps
-    from :func:`localize_all` when the caller already has them."""
+                           embed: bool = True) -> tuple[dict[str, dict[str, float]], pd.DataFrame, dict]:
+    """Localization under every protocol (+ global embeddings for retrieval unless ``embed`` is False). ``maps``:
+    the items' positive maps from :func:`localize_all` when the caller already has them."""
     from avbench.metrics.localization import PRESETS, LocalizationMetric
 
     test = _as_test_set(dataset)
@@ -320,7 +337,7 @@ def evaluate_single_source(model: torch.nn.Module, dataset: TestSet | ClipDatase
         gts = test.gt(idx)
         for metric in metrics.values():
             metric.update(maps[idx], gts)
-        if getattr(model, "requires_training", True):  # training-free baselines have no embeddings
+        if embed and getattr(model, "requires_training", True):  # training-free baselines have no embeddings
             with torch.no_grad():
                 v, a = model.embed(test.images[idx], test.specs[idx])
             visual.append(v.numpy())
@@ -705,6 +722,13 @@ def evaluate_method(
     tasks: dict[str, dict[str, Any]] = {}
     single, per_sample, embeddings = evaluate_single_source(model, test, protocols, batch_size, maps=maps)
     tasks["localization"] = {name: {**values, "n": len(test)} for name, values in single.items()}
+    gt_class_maps = localize_gt_class(model, test, batch_size, classes)
+    if gt_class_maps is not None:  # class-aware methods: also the papers' reading, the map of the GT class
+        setting = f"{primary}_gt_class"
+        by_class, by_class_rows, _ = evaluate_single_source(model, test, [primary], batch_size, maps=gt_class_maps,
+                                                            embed=False)
+        tasks["localization"][setting] = {**by_class[primary], "n": len(test)}
+        per_sample = pd.concat([per_sample, by_class_rows.assign(protocol=setting)], ignore_index=True)
     if embeddings:
         tasks["retrieval"] = {"test": {**evaluate_retrieval(embeddings), "n": len(test)}}
     if maps is not None and extended:  # every localizing method, baselines included

@@ -33,7 +33,9 @@ MD_COLUMNS = {
 }
 TASK_NOTES = {
     "localization": "cIoU success rates, AUC, mean cIoU and pixel AP in %; oracle_sr@0.5 is the ceiling of "
-                    "cIoU@0.5 that a perfect ranking reaches under the same thresholding protocol (setting).",
+                    "cIoU@0.5 that a perfect ranking reaches under the same thresholding protocol (setting). "
+                    "Settings ending in _gt_class score class-aware methods on the map of each clip's ground-truth "
+                    "class (AVGN's single-source protocol); the others use each method's class-agnostic map.",
     "multisource": "class-aware cIoU (mean over sounding sources) success rate and AUC, CAP and PIAP in %. "
                    "piap is the paper definition (best source-to-map assignment of pixel APs); piap_avgn_code is "
                    "the released AVGN code's variant (AP with y_true = binarised map and y_score = GT, map k "
