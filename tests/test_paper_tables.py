@@ -142,6 +142,29 @@ def test_protocol_fallback_is_reported() -> None:
     assert "setting=sslalignment_adaptive (paper: avgn)" in avgn["setting_diff"]
 
 
+def test_class_given_tables_read_the_gt_class_maps_of_class_aware_methods() -> None:
+    avgn = _avgn_summary()
+    loc = avgn["tasks"]["localization"]
+    del loc["avgn"]
+    loc["sslalignment_adaptive_gt_class"] = {"pixel_ap": 0.7, "ciou_sr@0.3": 0.7, "auc": 0.7, "n": 431}
+    ezvsl = {**_avgn_summary(), "method": "ezvsl"}
+    del ezvsl["tasks"]["localization"]["avgn"]  # a class-agnostic method has no GT-class setting
+    rows = pt.paper_beside_ours("avgn_table1", [avgn, ezvsl]).set_index("method")
+    assert rows.loc["AVGN", _col("VGGSound-Instruments", "AUC", "ours")] == pytest.approx(70.0)
+    assert "setting=sslalignment_adaptive_gt_class (paper: avgn)" in rows.loc["AVGN", "setting_diff"]
+    assert rows.loc["EZ-VSL", _col("VGGSound-Instruments", "AUC", "ours")] == pytest.approx(90.0)
+    # the paper's own protocol given the class wins, and then nothing differs from the paper's setting
+    loc["avgn_gt_class"] = {"pixel_ap": 0.6, "ciou_sr@0.3": 0.6, "auc": 0.6, "n": 431}
+    loc["avgn"] = {"pixel_ap": 0.5, "ciou_sr@0.3": 0.5, "auc": 0.5, "n": 431}
+    row = pt.paper_beside_ours("avgn_table1", [avgn]).set_index("method").loc["AVGN"]
+    assert row[_col("VGGSound-Instruments", "AUC", "ours")] == pytest.approx(60.0)
+    assert "setting=avgn_gt_class," in row["setting_diff"] and "(paper:" not in row["setting_diff"]
+    assert any("ground-truth class" in c for c in pt.caveats_for("avgn_table1"))
+    # tables without the flag keep reading the class-agnostic settings
+    multi = pt.paper_beside_ours("avgn_table2", [avgn]).set_index("method").loc["AVGN"]
+    assert "_gt_class" not in multi["setting_diff"]
+
+
 def test_db_metrics_are_not_rescaled_and_ogl_variants_match_flags() -> None:
     sep = {"method": "oneavm", "dataset": "music", "n_available": 90,
            "tasks": {"separation": {"test": {"sdr": 6.5, "sar": 7.0, "n": 90}}}}

@@ -49,6 +49,8 @@ REPRODUCTION_CAVEATS: tuple[str, ...] = (
 # Our task keys; "extended" = SLAVC extended-set metrics (AP / max-F1 / LocAcc, PROTOCOLS 4.5).
 TASKS = ("localization", "multisource", "extended", "retrieval", "separation", "segmentation")
 ANY = "*"  # setting wildcard: the summary's primary protocol, else the task's only setting
+GT_CLASS = "_gt_class"  # suffix of the localization settings scored on the ground-truth class's map
+ANY_GT_CLASS = ANY + GT_CLASS  # wildcard: the primary protocol's GT-class setting
 DEFAULT_SETTINGS: dict[str, tuple[str, ...]] = {
     "localization": (ANY,),
     "extended": (ANY,),
@@ -103,6 +105,9 @@ class TableSpec:
     methods: Mapping[str, RowMap]
     protocols: tuple[str, ...] = ()  # localization / extended protocol presets of the paper (first = main)
     caveats: tuple[str, ...] = ()
+    # the paper gives each clip's class at test time (AVGN): single-source cells of class-aware methods read the
+    # ``<protocol>_gt_class`` settings first; methods without class maps have none and fall back to their own map
+    class_given: bool = False
 
     def metric_map(self, dataset: str, metric: str) -> MetricMap | None:
         return self.metrics.get((dataset, metric)) or self.metrics.get(metric)
@@ -112,6 +117,8 @@ class TableSpec:
         if dmap is not None and task in dmap.settings:
             return dmap.settings[task]
         if task in ("localization", "extended") and self.protocols:
+            if task == "localization" and self.class_given:
+                return (*(p + GT_CLASS for p in self.protocols), ANY_GT_CLASS, *self.protocols, ANY)
             return (*self.protocols, ANY)
         return DEFAULT_SETTINGS[task]
 
@@ -154,6 +161,8 @@ ONEAVM_LOC = {
 }
 
 AVGN_PROTOCOLS = ("avgn",)
+GT_CLASS_CAVEAT = ("Class-aware methods (AVGN, M2VSL, CoarsetoFine) are scored on the map of each clip's ground-truth class, "
+           "as AVGN's protocol gives the class at test time; the others on their class-agnostic map.",)
 EZVSL_PROTOCOLS = ("ezvsl_test",)
 SENOCAK_PROTOCOLS = ("sslalignment",)
 QIAN_PROTOCOLS = ("qian_flickr",)
@@ -188,8 +197,9 @@ FLICKR_N = "250 (249 resolvable)"
 
 def _spec(table_id: str, file: str, title: str, datasets: Mapping[str, DatasetMap],
           metrics: Mapping[str | tuple[str, str], MetricMap], methods: Mapping[str, RowMap],
-          protocols: tuple[str, ...] = (), caveats: tuple[str, ...] = ()) -> TableSpec:
-    return TableSpec(table_id, file, title, dict(datasets), dict(metrics), dict(methods), protocols, caveats)
+          protocols: tuple[str, ...] = (), caveats: tuple[str, ...] = (), class_given: bool = False) -> TableSpec:
+    return TableSpec(table_id, file, title, dict(datasets), dict(metrics), dict(methods), protocols, caveats,
+                     class_given)
 
 
 def _ds(dataset: str | None, paper_n: str = "", note: str = "", **settings: tuple[str, ...]) -> DatasetMap:
@@ -235,7 +245,7 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
           {"MUSIC-Solo": _ds("music", "90 solo test videos (released list 2,124 frames)"),
            "VGGSound-Instruments": _ds("vggsound_instruments", "446"),
            "VGGSound-Single": _ds("vggsound_single", "5,158")},
-          SINGLE, LINEAGE_METHODS, AVGN_PROTOCOLS),
+          SINGLE, LINEAGE_METHODS, AVGN_PROTOCOLS, GT_CLASS_CAVEAT, class_given=True),
     _spec("avgn_table2", "avgn_table2_multisource.csv", "AVGN Table 2: multi-source localization",
           {"MUSIC-Duet": _ds("music", "17 duet test videos", multisource=("duet_clips",)),
            "VGGSound-Instruments": _ds("vggsound_instruments", "446 mixtures", multisource=_MIX),
@@ -246,7 +256,8 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
           {"MUSIC-Solo": _ds("music", "90 solo test videos"),
            "MUSIC-Duet": _ds("music", "17 duet test videos", multisource=("duet_clips",))},
           {**SINGLE, **{("MUSIC-Duet", m): v for m, v in MULTI.items()}},
-          {"AVGN (+AVCT +AVG)": RowMap("avgn", note="full model")}, AVGN_PROTOCOLS),
+          {"AVGN (+AVCT +AVG)": RowMap("avgn", note="full model")}, AVGN_PROTOCOLS, GT_CLASS_CAVEAT,
+          class_given=True),
     _spec("avgn_text_3source", "avgn_text_3source.csv", "AVGN Sec. 4.3: 3-source transfer (text)",
           {"VGGSound-Duet (3-source mixtures)": _ds(
               "vggsound_single", "5,158", multisource=("mix3_concat_lr", "mix3_separate"),
@@ -256,7 +267,7 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.table_id: spec for spec in [
     _spec("m2vsl_table1", "m2vsl_table1_singlesource.csv", "M2VSL Table 1: single-source localization",
           {"VGGSound-Instruments": _ds("vggsound_instruments", "446"),
            "VGGSound-Single": _ds("vggsound_single", "5,158")},
-          SINGLE, LINEAGE_METHODS, AVGN_PROTOCOLS),
+          SINGLE, LINEAGE_METHODS, AVGN_PROTOCOLS, GT_CLASS_CAVEAT, class_given=True),
     _spec("m2vsl_table2", "m2vsl_table2_text_deltas.csv",
           "M2VSL Table 2 (body missing): gains over AVGN stated in the text",
           {"VGGSound-Instruments": _ds("vggsound_instruments", "446 mixtures", multisource=_MIX),
@@ -465,7 +476,10 @@ def _summary_ogl(summary: Mapping[str, Any]) -> bool:
 def _resolve_setting(task_results: Mapping[str, Any], candidates: Sequence[str],
                      summary: Mapping[str, Any]) -> str | None:
     for cand in candidates:
-        if cand == ANY:
+        if cand == ANY_GT_CLASS:
+            if f"{summary.get('primary_protocol')}{GT_CLASS}" in task_results:
+                return f"{summary.get('primary_protocol')}{GT_CLASS}"
+        elif cand == ANY:
             primary = summary.get("primary_protocol")
             if primary in task_results:
                 return primary
@@ -572,8 +586,9 @@ def _dataset_diff(paper_ds: str, dmap: DatasetMap | None, our_ds: str | None, se
     parts.append(f"N={n_text} vs paper {dmap.paper_n or '?'}" if dmap else f"N={n_text}")
     for task, (used, wanted) in sorted(seen["settings"].items()):
         text = f"{task} setting={'/'.join(sorted(used))}"
-        paper = [w for w in wanted if w != ANY]
-        if paper and not set(used) <= set(paper[:1]):
+        # a GT-class setting is the paper's protocol given the class: compare the protocols without the suffix
+        paper = [w.removesuffix(GT_CLASS) for w in wanted if w not in (ANY, ANY_GT_CLASS)]
+        if paper and not {u.removesuffix(GT_CLASS) for u in used} <= set(paper[:1]):
             text += f" (paper: {paper[0]})"
         parts.append(text)
     parts += _training_note(our_ds, config_note)
