@@ -25,6 +25,7 @@ from avbench import audio, io
 from avbench.data import ClipDataset, collate
 from avbench.gt import union_map
 from avbench.models import registry
+from avbench.tables import GT_CLASS_SUFFIX
 
 log = logging.getLogger("avbench.evaluate")
 
@@ -724,7 +725,7 @@ def evaluate_method(
     tasks["localization"] = {name: {**values, "n": len(test)} for name, values in single.items()}
     gt_class_maps = localize_gt_class(model, test, batch_size, classes)
     if gt_class_maps is not None:  # class-aware methods: also the papers' reading, the map of the GT class
-        setting = f"{primary}_gt_class"
+        setting = primary + GT_CLASS_SUFFIX
         by_class, by_class_rows, _ = evaluate_single_source(model, test, [primary], batch_size, maps=gt_class_maps,
                                                             embed=False)
         tasks["localization"][setting] = {**by_class[primary], "n": len(test)}

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from avbench import io
+from avbench.tables import GT_CLASS_SUFFIX
 
 ENV_DIR = "AVBENCH_PAPER_RESULTS"
 RAW_COLUMNS = ["paper", "table", "task", "dataset", "method", "metric", "value", "notes"]
@@ -49,8 +50,7 @@ REPRODUCTION_CAVEATS: tuple[str, ...] = (
 # Our task keys; "extended" = SLAVC extended-set metrics (AP / max-F1 / LocAcc, PROTOCOLS 4.5).
 TASKS = ("localization", "multisource", "extended", "retrieval", "separation", "segmentation")
 ANY = "*"  # setting wildcard: the summary's primary protocol, else the task's only setting
-GT_CLASS = "_gt_class"  # suffix of the localization settings scored on the ground-truth class's map
-ANY_GT_CLASS = ANY + GT_CLASS  # wildcard: the primary protocol's GT-class setting
+ANY_GT_CLASS = ANY + GT_CLASS_SUFFIX  # wildcard: the primary protocol's ground-truth-class setting
 DEFAULT_SETTINGS: dict[str, tuple[str, ...]] = {
     "localization": (ANY,),
     "extended": (ANY,),
@@ -118,7 +118,7 @@ class TableSpec:
             return dmap.settings[task]
         if task in ("localization", "extended") and self.protocols:
             if task == "localization" and self.class_given:
-                return (*(p + GT_CLASS for p in self.protocols), ANY_GT_CLASS, *self.protocols, ANY)
+                return (*(p + GT_CLASS_SUFFIX for p in self.protocols), ANY_GT_CLASS, *self.protocols, ANY)
             return (*self.protocols, ANY)
         return DEFAULT_SETTINGS[task]
 
@@ -161,8 +161,9 @@ ONEAVM_LOC = {
 }
 
 AVGN_PROTOCOLS = ("avgn",)
-GT_CLASS_CAVEAT = ("Class-aware methods (AVGN, M2VSL, CoarsetoFine) are scored on the map of each clip's ground-truth class, "
-           "as AVGN's protocol gives the class at test time; the others on their class-agnostic map.",)
+GT_CLASS_CAVEAT = ("Class-aware methods (AVGN, M2VSL, CoarsetoFine) are scored on the map of each clip's "
+                   "ground-truth class, as AVGN's protocol gives the class at test time; the others on their "
+                   "class-agnostic map.",)
 EZVSL_PROTOCOLS = ("ezvsl_test",)
 SENOCAK_PROTOCOLS = ("sslalignment",)
 QIAN_PROTOCOLS = ("qian_flickr",)
@@ -477,8 +478,9 @@ def _resolve_setting(task_results: Mapping[str, Any], candidates: Sequence[str],
                      summary: Mapping[str, Any]) -> str | None:
     for cand in candidates:
         if cand == ANY_GT_CLASS:
-            if f"{summary.get('primary_protocol')}{GT_CLASS}" in task_results:
-                return f"{summary.get('primary_protocol')}{GT_CLASS}"
+            by_class = f"{summary.get('primary_protocol')}{GT_CLASS_SUFFIX}"
+            if by_class in task_results:
+                return by_class
         elif cand == ANY:
             primary = summary.get("primary_protocol")
             if primary in task_results:
@@ -587,8 +589,8 @@ def _dataset_diff(paper_ds: str, dmap: DatasetMap | None, our_ds: str | None, se
     for task, (used, wanted) in sorted(seen["settings"].items()):
         text = f"{task} setting={'/'.join(sorted(used))}"
         # a GT-class setting is the paper's protocol given the class: compare the protocols without the suffix
-        paper = [w.removesuffix(GT_CLASS) for w in wanted if w not in (ANY, ANY_GT_CLASS)]
-        if paper and not {u.removesuffix(GT_CLASS) for u in used} <= set(paper[:1]):
+        paper = [w.removesuffix(GT_CLASS_SUFFIX) for w in wanted if w not in (ANY, ANY_GT_CLASS)]
+        if paper and not {u.removesuffix(GT_CLASS_SUFFIX) for u in used} <= set(paper[:1]):
             text += f" (paper: {paper[0]})"
         parts.append(text)
     parts += _training_note(our_ds, config_note)

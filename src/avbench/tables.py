@@ -31,6 +31,8 @@ MD_COLUMNS = {
     "separation": ["sdr", "sir", "sar", "sdr_mix", "n", "n_skipped"],
     "segmentation": ["miou", "fscore", "n"],
 }
+# Localization settings scored on each clip's ground-truth-class map end with this (written by avbench.evaluate).
+GT_CLASS_SUFFIX = "_gt_class"
 TASK_NOTES = {
     "localization": "cIoU success rates, AUC, mean cIoU and pixel AP in %; oracle_sr@0.5 is the ceiling of "
                     "cIoU@0.5 that a perfect ranking reaches under the same thresholding protocol (setting). "
