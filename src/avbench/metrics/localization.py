@@ -279,6 +279,15 @@ def _radix_finish_row(row: np.ndarray, tmp: np.ndarray, hist: np.ndarray) -> Non
         src, dst = dst, src
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count_bytes(hist: np.ndarray, k: np.uint32) -> None:
+    """Add the four bytes of key ``k`` to the per-pass histograms ``hist [4, 256]`` of the LSD radix sort."""
+    hist[0, k & 255] += 1
+    hist[1, (k >> 8) & 255] += 1
+    hist[2, (k >> 16) & 255] += 1
+    hist[3, k >> 24] += 1
+
+
 @numba.njit(cache=True, nogil=True)
 def _radix_sort_rows(keys: np.ndarray) -> np.ndarray:
     """Row-wise ascending sort of uint32 keys ``[N, M]`` (see :func:`_radix_finish_row`)."""
@@ -291,10 +300,7 @@ def _radix_sort_rows(keys: np.ndarray) -> np.ndarray:
         hist[:] = 0
         for i in range(m):
             k = row[i]
-            hist[0, k & 255] += 1
-            hist[1, (k >> 8) & 255] += 1
-            hist[2, (k >> 16) & 255] += 1
-            hist[3, k >> 24] += 1
+            _count_bytes(hist, k)
         _radix_finish_row(row, tmp, hist)
     return out
 
@@ -320,10 +326,7 @@ def _pack_sort_rows(bits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, b
                 b = 0
             k = np.uint32((b << 1) | np.int64(labels[r, i]))
             row[i] = k
-            hist[0, k & 255] += 1
-            hist[1, (k >> 8) & 255] += 1
-            hist[2, (k >> 16) & 255] += 1
-            hist[3, k >> 24] += 1
+            _count_bytes(hist, k)
         _radix_finish_row(row, tmp, hist)
     return out, True
 
